@@ -74,9 +74,19 @@ func Start(cfg Config) (*server.Server, error) {
 // logger adapts slog to nats-server's logger interface.
 type logger struct{ l *slog.Logger }
 
-func (g logger) Noticef(format string, v ...any) { g.l.Info(fmt.Sprintf(format, v...), "component", "nats") }
-func (g logger) Warnf(format string, v ...any)   { g.l.Warn(fmt.Sprintf(format, v...), "component", "nats") }
-func (g logger) Fatalf(format string, v ...any)  { g.l.Error(fmt.Sprintf(format, v...), "component", "nats") }
-func (g logger) Errorf(format string, v ...any)  { g.l.Error(fmt.Sprintf(format, v...), "component", "nats") }
-func (g logger) Debugf(format string, v ...any)  { g.l.Debug(fmt.Sprintf(format, v...), "component", "nats") }
-func (g logger) Tracef(format string, v ...any)  {}
+func (g logger) Noticef(format string, v ...any) {
+	g.l.Info(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (g logger) Warnf(format string, v ...any) {
+	g.l.Warn(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (g logger) Fatalf(format string, v ...any) {
+	g.l.Error(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (g logger) Errorf(format string, v ...any) {
+	g.l.Error(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (g logger) Debugf(format string, v ...any) {
+	g.l.Debug(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (g logger) Tracef(format string, v ...any) {}
