@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 const (
@@ -64,6 +65,10 @@ func Decode(b []byte) (Alert, error) {
 	if len(b) > MaxWireBytes {
 		return Alert{}, fmt.Errorf("decode alert: %d bytes, limit %d: %w", len(b), MaxWireBytes, ErrTooLarge)
 	}
+	if !utf8.Valid(b) {
+		// encoding/json would silently turn invalid bytes into U+FFFD.
+		return Alert{}, fmt.Errorf("decode alert: %w: invalid UTF-8", ErrMalformed)
+	}
 	var head struct {
 		V int `json:"v"`
 	}
@@ -81,6 +86,11 @@ func Decode(b []byte) (Alert, error) {
 	}
 	if dec.More() {
 		return Alert{}, fmt.Errorf("decode alert: %w: trailing data", ErrMalformed)
+	}
+	if w.TTL < 0 || w.TTL > MaxTTL.Milliseconds() {
+		// Checked before the conversion, which would overflow into range.
+		return Alert{}, fmt.Errorf("decode alert: %w: %w", ErrMalformed, &FieldError{Field: "ttl",
+			Problem: fmt.Sprintf("ttl_ms %d is outside 1m to 672h (28 days)", w.TTL), Fix: "send ttl_ms in milliseconds, e.g. 3600000"})
 	}
 	a := Alert{
 		ID: w.ID, Kind: w.Kind, Ref: w.Ref, Headline: w.Headline, Body: w.Body, URL: w.URL,
