@@ -49,6 +49,10 @@ const (
 	// MaxHeadlineGraphemes is what a lock screen can show in a few lines; a
 	// longer headline is an article, not an alert.
 	MaxHeadlineGraphemes = 200
+	// MaxHeadlineBytes bounds what 200 characters can weigh (fully vowelled
+	// Arabic is about 6 bytes a character); stacked combining marks would
+	// otherwise make a "short" headline huge.
+	MaxHeadlineBytes = 2048
 	// MaxBodyBytes bounds the body kept on the alert; push bodies are cut
 	// further to fit the FCM payload.
 	MaxBodyBytes = 8 << 10
@@ -228,6 +232,9 @@ func (a Alert) Validate() error {
 		bad("headline", "is empty", "write the headline readers will see, e.g. --headline \"...\"")
 	case !isText(a.Headline):
 		bad("headline", "is not valid UTF-8 text", "send the headline as UTF-8 without control characters")
+	case len(a.Headline) > MaxHeadlineBytes:
+		bad("headline", fmt.Sprintf("is %d bytes, over the limit of %d", len(a.Headline), MaxHeadlineBytes),
+			"shorten it; put the detail in --body")
 	case GraphemeCount(headline) > MaxHeadlineGraphemes:
 		bad("headline", fmt.Sprintf("has %d characters, over the limit of %d", GraphemeCount(headline), MaxHeadlineGraphemes),
 			"shorten it; put the detail in --body")

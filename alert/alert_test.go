@@ -57,6 +57,11 @@ func TestValidate(t *testing.T) {
 			func(a *alert.Alert) { a.Headline = strings.Repeat("بَّ", alert.MaxHeadlineGraphemes) },
 			nil,
 		},
+		{
+			"headline of few characters but stacked marks over the byte limit",
+			func(a *alert.Alert) { a.Headline = "ب" + strings.Repeat("\u064e", alert.MaxHeadlineBytes) },
+			[]string{"headline"},
+		},
 		{"body invalid UTF-8", func(a *alert.Alert) { a.Body = "\xc3\x28" }, []string{"body"}},
 		{"body over the limit", func(a *alert.Alert) { a.Body = strings.Repeat("a", alert.MaxBodyBytes+1) }, []string{"body"}},
 		{"body at the limit", func(a *alert.Alert) { a.Body = strings.Repeat("a", alert.MaxBodyBytes) }, nil},

@@ -45,7 +45,11 @@ type wire struct {
 
 // Encode returns the wire form of a.
 func Encode(a Alert) ([]byte, error) {
-	b, err := json.Marshal(wire{
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// Arabic and '&' in URLs stay as they are: smaller, and byte-exact.
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(wire{
 		V: WireVersion, ID: a.ID, Kind: a.Kind, Ref: a.Ref, Headline: a.Headline, Body: a.Body,
 		URL: a.URL, Lang: a.Lang, Topics: a.Topics, Priority: a.Priority, TTL: a.TTL.Milliseconds(),
 		Editor: a.Editor, CreatedAt: a.CreatedAt.UTC(), Force: a.Force,
@@ -53,6 +57,7 @@ func Encode(a Alert) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode alert: %w", err)
 	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if len(b) > MaxWireBytes {
 		return nil, fmt.Errorf("encode alert: %d bytes: %w", len(b), ErrTooLarge)
 	}
