@@ -422,11 +422,14 @@ func TestEndpointLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, err := range map[string]error{
-		"get":     func() error { _, err := reg.Endpoint(ctx, e.ID); return err }(),
-		"delete":  reg.DeleteEndpoint(ctx, e.ID),
-		"rotate":  func() error { _, err := reg.RotateSecret(ctx, e.ID); return err }(),
-		"enable":  func() error { _, err := reg.EnableEndpoint(ctx, e.ID); return err }(),
-		"update":  func() error { _, err := reg.UpdateEndpoint(ctx, e.ID, subscribers.EndpointPatch{Description: &newDesc}); return err }(),
+		"get":    func() error { _, err := reg.Endpoint(ctx, e.ID); return err }(),
+		"delete": reg.DeleteEndpoint(ctx, e.ID),
+		"rotate": func() error { _, err := reg.RotateSecret(ctx, e.ID); return err }(),
+		"enable": func() error { _, err := reg.EnableEndpoint(ctx, e.ID); return err }(),
+		"update": func() error {
+			_, err := reg.UpdateEndpoint(ctx, e.ID, subscribers.EndpointPatch{Description: &newDesc})
+			return err
+		}(),
 		"bad ID":  func() error { _, err := reg.Endpoint(ctx, "../../etc"); return err }(),
 		"disable": func() error { _, err := reg.DisableEndpoint(ctx, e.ID, "x"); return err }(),
 	} {
