@@ -146,15 +146,25 @@ func (s *Sender) DisableAfter() time.Duration { return s.cfg.DisableAfter }
 // Permanent; a forbidden address is Forbidden.
 func (s *Sender) Deliver(ctx context.Context, d Delivery) Result {
 	r := s.deliver(ctx, d)
-	log := s.log.With("endpoint_id", d.EndpointID, "msg_id", d.MsgID, "attempt", d.Attempt,
-		"outcome", r.Outcome.String(), "status", r.Status, "latency", r.Latency)
+	level, msg := slog.LevelInfo, "webhook not delivered"
 	switch r.Outcome {
 	case Delivered:
-		log.Debug("webhook delivered")
+		level, msg = slog.LevelDebug, "webhook delivered"
 	case Forbidden:
-		log.Warn("webhook to a forbidden address refused", "err", r.Err)
-	default:
-		log.Info("webhook not delivered", "err", r.Err, "retry_after", r.RetryAfter)
+		level, msg = slog.LevelWarn, "webhook to a forbidden address refused"
+	}
+	if s.log.Enabled(ctx, level) {
+		attrs := []slog.Attr{
+			slog.String("endpoint_id", d.EndpointID), slog.String("msg_id", d.MsgID), slog.Int("attempt", d.Attempt),
+			slog.String("outcome", r.Outcome.String()), slog.Int("status", r.Status), slog.Duration("latency", r.Latency),
+		}
+		if r.Err != nil {
+			attrs = append(attrs, slog.Any("err", r.Err))
+		}
+		if r.RetryAfter > 0 {
+			attrs = append(attrs, slog.Duration("retry_after", r.RetryAfter))
+		}
+		s.log.LogAttrs(ctx, level, msg, attrs...)
 	}
 	return r
 }
