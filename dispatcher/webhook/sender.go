@@ -146,10 +146,14 @@ func (s *Sender) DisableAfter() time.Duration { return s.cfg.DisableAfter }
 // Permanent; a forbidden address is Forbidden.
 func (s *Sender) Deliver(ctx context.Context, d Delivery) Result {
 	r := s.deliver(ctx, d)
+	// Retries are routine and the caller sees them; what ends a delivery
+	// is worth an operator's eye.
 	level, msg := slog.LevelInfo, "webhook not delivered"
 	switch r.Outcome {
 	case Delivered:
 		level, msg = slog.LevelDebug, "webhook delivered"
+	case Retry:
+		level, msg = slog.LevelDebug, "webhook to be retried"
 	case Forbidden:
 		level, msg = slog.LevelWarn, "webhook to a forbidden address refused"
 	}
@@ -170,6 +174,10 @@ func (s *Sender) Deliver(ctx context.Context, d Delivery) Result {
 }
 
 func (s *Sender) deliver(ctx context.Context, d Delivery) Result {
+	if d.EndpointID == "" {
+		// All such deliveries would share one endpoint's slots.
+		return Result{Outcome: Permanent, Err: errors.New("webhook: delivery without an endpoint id")}
+	}
 	if _, err := checkURL(d.URL, s.cfg.AllowHTTP, s.cfg.AllowPrivate, s.guard); err != nil {
 		if errors.Is(err, ErrForbiddenAddress) {
 			return Result{Outcome: Forbidden, Err: err}
@@ -276,7 +284,7 @@ func classify(resp *http.Response, snippet string, now time.Time) Result {
 		return r
 	case code >= 300 && code < 400:
 		r.Outcome = Permanent
-		r.Err = fmt.Errorf("webhook: endpoint answered %s to %q; redirects are not followed: register the final URL", resp.Status, resp.Header.Get("Location"))
+		r.Err = fmt.Errorf("webhook: endpoint answered %s redirecting to %q; redirects are not followed: register the final URL", resp.Status, resp.Header.Get("Location"))
 		return r
 	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
 		r.Outcome = Retry

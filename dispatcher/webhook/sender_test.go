@@ -280,6 +280,7 @@ func TestDeliverRefusesBeforeSending(t *testing.T) {
 		{"no secret", devConfig(), noSecret, webhook.Permanent, webhook.ErrInvalidSecret},
 		{"malformed secret", devConfig(), delivery(t, "ep", rc.URL, "whsec_short"), webhook.Permanent, webhook.ErrInvalidSecret},
 		{"not a URL", devConfig(), delivery(t, "ep", "::"), webhook.Permanent, webhook.ErrInvalidURL},
+		{"no endpoint ID", devConfig(), delivery(t, "", rc.URL), webhook.Permanent, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
