@@ -257,7 +257,7 @@ func (r *Registry) Rotate(ctx context.Context, oldToken, newToken string) error 
 	case n == -1:
 		return fmt.Errorf("device %s: %w", oldToken, ErrNotFound)
 	case n == -2:
-		return fmt.Errorf("device %s is already registered: %w", newToken, ErrConflict)
+		return fmt.Errorf("%w: device %s is already registered", ErrConflict, newToken)
 	}
 	return nil
 }

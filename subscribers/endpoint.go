@@ -171,7 +171,7 @@ func checkURL(raw string, allowHTTP, allowPrivate bool) error {
 		return bad(fmt.Sprintf("is %d bytes, over the limit of %d", len(raw), alert.MaxURLBytes), "use a shorter address")
 	}
 	if err := webhook.CheckURL(raw, allowHTTP, allowPrivate); err != nil {
-		return bad(err.Error(), "register the partner's public https address")
+		return bad(err.Error(), "e.g. https://partner.example/hooks/ajil")
 	}
 	return nil
 }
@@ -250,7 +250,7 @@ func (r *Registry) CreateEndpoint(ctx context.Context, s EndpointSpec) (Endpoint
 	case err != nil:
 		return Endpoint{}, fmt.Errorf("create endpoint: %w", err)
 	case owner != "":
-		return Endpoint{}, fmt.Errorf("endpoint %s already delivers to %s; change it instead: %w", owner, e.URL, ErrConflict)
+		return Endpoint{}, fmt.Errorf("%w: endpoint %s already delivers to %s; change that one instead", ErrConflict, owner, e.URL)
 	}
 	return e, nil
 }
@@ -383,7 +383,7 @@ func (r *Registry) updateEndpoint(ctx context.Context, id, newURL string, fields
 	case n == -1:
 		return fmt.Errorf("endpoint %s: %w", id, ErrNotFound)
 	case n == -2:
-		return fmt.Errorf("another endpoint already delivers to %s: %w", newURL, ErrConflict)
+		return fmt.Errorf("%w: another endpoint already delivers to %s", ErrConflict, newURL)
 	}
 	return nil
 }

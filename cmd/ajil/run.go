@@ -42,6 +42,8 @@ func commands() []command {
 		{"correct", "correct a published alert", runCorrect},
 		{"retract", "retract a published alert", runRetract},
 		{"status", "show an alert's fan-out progress", runStatus},
+		{"devices", "register, remove and count devices through the API", runDevices},
+		{"endpoints", "manage partner webhook endpoints through the API", runEndpoints},
 	}
 }
 
