@@ -36,7 +36,8 @@ func (r Role) valid() bool {
 	return false
 }
 
-// Keys is a fixed set of API keys with their roles.
+// Keys is a fixed set of API keys with their roles. A nil *Keys admits
+// no one.
 type Keys struct {
 	keys []apiKey
 }
@@ -110,12 +111,20 @@ func (k *Keys) add(entry string) error {
 }
 
 // Len is the number of keys.
-func (k *Keys) Len() int { return len(k.keys) }
+func (k *Keys) Len() int {
+	if k == nil {
+		return 0
+	}
+	return len(k.keys)
+}
 
 // lookup returns the index and role of key, comparing against every key
 // in constant time so that timing reveals neither which key matched nor
 // how much of it.
 func (k *Keys) lookup(key string) (int, Role, bool) {
+	if k == nil {
+		return -1, "", false
+	}
 	sum := sha256.Sum256([]byte(key))
 	found := -1
 	for i, o := range k.keys {
