@@ -330,15 +330,15 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := Received{Project: project, ValidateOnly: req.ValidateOnly, Token: tg.Token, Topic: tg.Topic, Condition: tg.Condition}
+	field, problem := validate(req.Message, &tg)
 	if !s.countOnly {
 		rec.JSON = req.Message
 		rec.Message = new(messaging.Message)
-		if err := json.Unmarshal(req.Message, rec.Message); err != nil {
-			writeInvalid(w, "message", "Invalid JSON payload received. "+err.Error())
-			return
+		if err := json.Unmarshal(req.Message, rec.Message); err != nil && field == "" {
+			field, problem = "message", "Invalid JSON payload received. "+err.Error()
 		}
 	}
-	if field, problem := validate(req.Message, &tg); field != "" {
+	if field != "" {
 		rec.Error = InvalidArgument
 		s.record(rec)
 		writeInvalid(w, field, problem)
