@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,11 +13,12 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ajil-news/ajil/dispatcher"
+	"github.com/ajil-news/ajil/dispatcher/webhook"
 	"github.com/ajil-news/ajil/internal/natsd"
-	"github.com/ajil-news/ajil/publisher"
+	"github.com/ajil-news/ajil/subscribers"
 )
 
 const (
@@ -41,7 +40,10 @@ func runDev(ctx context.Context, args []string) error {
 		natsListen = fs.String("nats-listen", net.JoinHostPort(natsd.DefaultHost, strconv.Itoa(natsd.DefaultPort)), "`host:port` of the embedded NATS server")
 		listen     = fs.String("listen", defaultAPIListen, "`host:port` of the HTTP API")
 		redisURL   = fs.String("redis-url", "", "use this Redis `URL` instead of the in-process store")
+		adminKey   = fs.String("admin-key", "", "API admin `key` (default: a new one each start, printed)")
 	)
+	var fc fcmFlags
+	fc.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -65,46 +67,40 @@ func runDev(ctx context.Context, args []string) error {
 		return fmt.Errorf("connect embedded nats: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	if _, err := publisher.EnsureStream(ctx, js, publisher.Config{}); err != nil {
-		return err
-	}
 
 	redisDesc, rdb, closeRedis, err := devRedis(ctx, *redisURL)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
-	_ = rdb
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	ln, err := net.Listen("tcp", *listen)
+	key := *adminKey
+	if key == "" {
+		key = subscribers.GenerateKey()
+	}
+	keys, err := subscribers.ParseKeys("admin:" + key)
 	if err != nil {
-		return invalidf("--listen %s: %v", *listen, err)
+		return invalidf("--admin-key: %v", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-
-	printDevBanner(ns.ClientURL(), *dataDir, redisDesc, "http://"+ln.Addr().String())
-	log.Info("ajil dev running", "nats", ns.ClientURL(), "api", ln.Addr().String())
-
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		return fmt.Errorf("api server: %w", err)
+	fcmCfg, err := fc.devConfig()
+	if err != nil {
+		return err
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("api shutdown: %w", err)
-	}
-	return nil
+	// A developer points endpoints at a receiver on their own machine.
+	devHooks := webhook.Config{Version: version, AllowHTTP: true, AllowPrivate: true}
+	return runNode(ctx, nodeConfig{
+		api: true, dispatch: true, listen: *listen, keys: keys,
+		registry:        subscribers.Config{AllowHTTP: true, AllowPrivate: true},
+		dispatcher:      dispatcher.Config{Name: "dev", FCMMode: fc.mode()},
+		fcm:             fcmCfg,
+		fcmPerMinute:    fc.perMinute,
+		webhook:         devHooks,
+		streamReplicas:  1,
+		shutdownTimeout: shutdownTimeout,
+		onListening: func(addr string) {
+			printDevBanner(devBanner{natsURL: ns.ClientURL(), dataDir: *dataDir, redis: redisDesc, api: "http://" + addr, key: key, fcm: describeFCM(fcmCfg)})
+		},
+	}, nc, rdb, log)
 }
 
 // devRedis connects to redisURL, or starts the in-process store.
@@ -156,19 +152,31 @@ func selfCommand() string {
 	return filepath.Base(os.Args[0])
 }
 
-func printDevBanner(natsURL, dataDir, redisDesc, apiURL string) {
+type devBanner struct{ natsURL, dataDir, redis, api, key, fcm string }
+
+func printDevBanner(b devBanner) {
 	self := selfCommand()
 	natsFlag := ""
-	if natsURL != defaultNATSURL {
-		natsFlag = " --nats-url " + natsURL
+	if b.natsURL != defaultNATSURL {
+		natsFlag = " --nats-url " + b.natsURL
+	}
+	apiFlag := ""
+	if b.api != "http://"+defaultAPIListen {
+		apiFlag = " --api " + b.api
 	}
 	fmt.Printf(`Ajil dev is running. Ctrl-C stops it; alerts survive a restart.
   NATS JetStream  %s (data in %s, fsync on every write)
   Redis           %s
-  HTTP API        %s
-  FCM             log-only: pushes are logged, not sent
+  HTTP API        %s  (admin key %s)
+  FCM             %s
+  Webhooks        http:// and private addresses allowed, for local receivers
 
 Publish your first alert from another terminal:
-  %s publish%s --headline "زلزال بقوة 6 درجات يضرب جنوب تركيا" --topic breaking
-`, natsURL, dataDir, redisDesc, apiURL, self, natsFlag)
+  %s publish%s --headline "زلزال بقوة 6 درجات يضرب جنوب تركيا" --topic breaking --wait
+
+Register a device and a partner endpoint:
+  export AJIL_KEY=%s
+  %s devices add demo-token-1 --platform android --lang ar --topic breaking%s
+  %s endpoints add http://127.0.0.1:9000/hooks%s
+`, b.natsURL, b.dataDir, b.redis, b.api, b.key, b.fcm, self, natsFlag, b.key, self, apiFlag, self, apiFlag)
 }

@@ -38,6 +38,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"dev", "run everything in one process, no set-up", runDev},
+		{"serve", "run the API and dispatcher against external NATS and Redis", runServe},
 		{"publish", "publish a breaking-news alert", runPublish},
 		{"correct", "correct a published alert", runCorrect},
 		{"retract", "retract a published alert", runRetract},
