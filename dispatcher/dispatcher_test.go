@@ -433,3 +433,20 @@ func TestReplicaStoppedMidFanout(t *testing.T) {
 func (w *world) status(id string) (alert.Status, error) {
 	return publisher.QueryStatus(w.t.Context(), w.nc, id)
 }
+
+func TestTopicModeSplitsConditionsAtFCMLimit(t *testing.T) {
+	w := newWorld(t)
+	w.start(dispatcher.Config{FCMMode: dispatcher.FCMTopic})
+	topics := []string{"a1", "a2", "a3", "a4", "a5", "a6", "a7"}
+	a := w.publish(alert.Alert{Headline: "خبر لسبعة مواضيع", Topics: topics})
+	st := w.waitFinal(a.ID)
+	msgs := w.fcm.Messages()
+	if st.State != "done" || len(msgs) != 2 {
+		t.Fatalf("status %+v, %d sends; want done with two conditions of at most 5 topics", st, len(msgs))
+	}
+	for _, m := range msgs {
+		if m.Error != "" {
+			t.Fatalf("FCM refused condition %q: %s", m.Condition, m.Error)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -160,11 +161,13 @@ func (d *Dispatcher) plan(ctx context.Context, msg jetstream.Msg, a alert.Alert)
 	}
 	var devices int64
 	if d.cfg.FCMMode == FCMTopic {
-		if cp.Items == 0 {
-			if err := d.enqueue(ctx, a.ID, workItem{V: 1, Alert: wire, N: 0, Condition: TopicCondition(target.Topics)}); err != nil {
+		// FCM takes at most five topics in a condition; more topics take
+		// more sends, all with the same collapse ID.
+		conds := TopicConditions(target.Topics)
+		for ; cp.Items < len(conds); cp.Items++ {
+			if err := d.enqueue(ctx, a.ID, workItem{V: 1, Alert: wire, N: cp.Items, Condition: conds[cp.Items]}); err != nil {
 				return err
 			}
-			cp.Items = 1
 		}
 	} else {
 		devices, err = d.planTokens(ctx, msg, target, wire, &cp)
@@ -236,17 +239,23 @@ func (d *Dispatcher) enqueue(ctx context.Context, alertID string, it workItem) e
 	return nil
 }
 
-// TopicCondition is the FCM condition that reaches every device
-// subscribed to any of topics.
-func TopicCondition(topics []string) string {
-	c := ""
-	for i, t := range topics {
-		if i > 0 {
-			c += " || "
+// MaxConditionTopics is FCM's limit of topics in one condition.
+const MaxConditionTopics = 5
+
+// TopicConditions are the FCM conditions that together reach every device
+// subscribed to any of topics, each within FCM's limit.
+func TopicConditions(topics []string) []string {
+	var conds []string
+	for len(topics) > 0 {
+		n := min(len(topics), MaxConditionTopics)
+		parts := make([]string, n)
+		for i, t := range topics[:n] {
+			parts[i] = "'" + t + "' in topics"
 		}
-		c += "'" + t + "' in topics"
+		conds = append(conds, strings.Join(parts, " || "))
+		topics = topics[n:]
 	}
-	return c
+	return conds
 }
 
 func baseLang(lang string) string {

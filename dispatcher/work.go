@@ -108,8 +108,14 @@ func (d *Dispatcher) deliver(ctx context.Context, msg jetstream.Msg, a alert.Ale
 			if rerr := d.store.settleMarks(ctx, a.ID, claim, nil, send); rerr != nil {
 				d.log.Warn("release claims failed", "alert_id", a.ID, "err", rerr)
 			}
-			if errors.Is(err, fcm.ErrExpired) {
+			switch {
+			case errors.Is(err, fcm.ErrExpired):
 				return 0, d.finish(ctx, a.ID, item, keep)
+			case (errors.Is(err, fcm.ErrQuota) || errors.Is(err, fcm.ErrUnavailable)) && res.RetryAfter > 0:
+				// FCM said when to come back: wait that long, not the
+				// generic retry delay.
+				d.countSends(res)
+				return res.RetryAfter, nil
 			}
 			return 0, err
 		}

@@ -206,3 +206,24 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestPublishDryRunPrintsPayloadsAndPublishesNothing(t *testing.T) {
+	url := "nats://" + proctest.FreeAddr(t) // nothing listens: a dry run must not connect
+	r := proctest.Run(t, ajilBin, nil, "publish", "--dry-run", "--nats-url", url,
+		"--article", "../../publisher/testdata/seed-article.txt", "--url", "https://example.com/a?x=1&y=2")
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+	}
+	for _, want := range []string{
+		"alert (", "FCM v1 request for one device (", "limit 4096", "webhook body (",
+		`"headline": "بيلاروسيا تطلب من روسيا ضمانات للدفاع عنها إذا تعرضت لعدوان"`,
+		`"apns-collapse-id"`, `"type": "alert.published"`, `"url": "https://example.com/a?x=1&y=2"`,
+	} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("dry run output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(r.Stdout)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ajil-news/ajil/alert"
+	"github.com/ajil-news/ajil/dispatcher/fcm"
+	"github.com/ajil-news/ajil/dispatcher/webhook"
 	"github.com/ajil-news/ajil/publisher"
 )
 
@@ -209,14 +211,31 @@ func send(ctx context.Context, sf sendFlags, a alert.Alert) error {
 	return nil
 }
 
-// dryRun prints the alert and what would be sent, with byte sizes.
+// dryRun prints the alert and exactly what would be sent, with byte
+// sizes: the stream message, one device's FCM request and the webhook body.
 func dryRun(w io.Writer, a alert.Alert) error {
 	wire, err := alert.Encode(a)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "alert (%d bytes on the stream, subject %s):\n", len(wire), a.Subject())
-	return printJSON(w, json.RawMessage(wire))
+	if err := printJSON(w, json.RawMessage(wire)); err != nil {
+		return err
+	}
+	push, err := json.Marshal(map[string]any{"message": fcm.Message(a, "DEVICE_TOKEN")})
+	if err != nil {
+		return fmt.Errorf("encode fcm message: %w", err)
+	}
+	fmt.Fprintf(w, "\nFCM v1 request for one device (%d bytes, limit %d):\n", len(push), fcm.MaxMessageBytes)
+	if err := printJSON(w, json.RawMessage(push)); err != nil {
+		return err
+	}
+	hook, err := webhook.Payload(a, a.CreatedAt)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nwebhook body (%d bytes, limit %d), signed per Standard Webhooks:\n", len(hook), webhook.MaxPayloadBytes)
+	return printJSON(w, json.RawMessage(hook))
 }
 
 func printJSON(w io.Writer, v any) error {
