@@ -136,14 +136,13 @@ func (d *Dispatcher) planHooks(ctx context.Context, a, target alert.Alert, wire 
 	return int64(len(matched)), nil
 }
 
-func (d *Dispatcher) enqueueHook(ctx context.Context, msgID string, it hookItem) error {
+// publishHook queues one webhook delivery with its message ID.
+func publishHook(ctx context.Context, js jetstream.JetStream, msgID string, it hookItem) error {
 	data, err := json.Marshal(it)
 	if err != nil {
 		return fmt.Errorf("encode webhook item: %w", err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, d.cfg.AckWait/3)
-	defer cancel()
-	if _, err := d.js.Publish(pctx, HookSubject(it.Endpoint), data, jetstream.WithMsgID(msgID)); err != nil {
+	if _, err := js.Publish(ctx, HookSubject(it.Endpoint), data, jetstream.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("enqueue webhook for %s: %w", it.Endpoint, err)
 	}
 	return nil
@@ -184,6 +183,10 @@ func (d *Dispatcher) handleHook(ctx context.Context, msg jetstream.Msg) {
 	}
 	if state == hookDelivered && !it.Replay {
 		msg.Ack()
+		return
+	}
+	if it.Replay && !ep.Matches(a) {
+		msg.Ack() // a replay walks every alert; this one is filtered out
 		return
 	}
 	now := d.now()

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ajil-news/ajil/alert"
+	"github.com/ajil-news/ajil/dispatcher/webhook"
 )
 
 const (
@@ -52,7 +53,17 @@ type APIConfig struct {
 	// RequestTimeout bounds each request's Redis work;
 	// DefaultRequestTimeout if zero.
 	RequestTimeout time.Duration
+	// Attempts is the webhook delivery log behind
+	// GET /v1/endpoints/{id}/attempts; nil serves an empty log.
+	Attempts attemptLog
 }
+
+// attemptLog reads the last webhook delivery attempts to an endpoint.
+type attemptLog interface {
+	List(ctx context.Context, endpointID string, n int) ([]webhook.Attempt, error)
+}
+
+var _ attemptLog = (*webhook.AttemptLog)(nil)
 
 func (c APIConfig) withDefaults() APIConfig {
 	if c.RateLimit <= 0 {
@@ -103,6 +114,7 @@ func NewAPI(reg *Registry, keys *Keys, cfg APIConfig, log *slog.Logger) *API {
 	a.route("DELETE /v1/endpoints/{id}", a.deleteEndpoint, endpoints)
 	a.route("POST /v1/endpoints/{id}/rotate-secret", a.rotateSecret, endpoints)
 	a.route("POST /v1/endpoints/{id}/enable", a.enableEndpoint, endpoints)
+	a.route("GET /v1/endpoints/{id}/attempts", a.listAttempts, endpoints)
 	return a
 }
 
@@ -477,5 +489,38 @@ func (a *API) enableEndpoint(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.log.Info("endpoint enabled", "endpoint", e)
 	writeJSON(w, http.StatusOK, a.info(e))
+	return nil
+}
+
+// AttemptList is the answer of GET /v1/endpoints/{id}/attempts, newest
+// first.
+type AttemptList struct {
+	Attempts []webhook.Attempt `json:"attempts"`
+}
+
+// DefaultAttempts is how many attempts the log answers without ?n=.
+const DefaultAttempts = 20
+
+func (a *API) listAttempts(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, err := a.reg.Endpoint(r.Context(), id); err != nil {
+		return err
+	}
+	n := DefaultAttempts
+	if v := r.URL.Query().Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > webhook.DefaultKeep {
+			return &alert.FieldError{Field: "n", Problem: fmt.Sprintf("%q is not a count", v), Fix: fmt.Sprintf("use 1 to %d", webhook.DefaultKeep)}
+		}
+	}
+	list := AttemptList{Attempts: []webhook.Attempt{}}
+	if a.cfg.Attempts != nil {
+		got, err := a.cfg.Attempts.List(r.Context(), id, n)
+		if err != nil {
+			return err
+		}
+		list.Attempts = nonNil(got)
+	}
+	writeJSON(w, http.StatusOK, list)
 	return nil
 }

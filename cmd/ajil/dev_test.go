@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,7 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ajil-news/ajil/alert"
+	"github.com/ajil-news/ajil/internal/hooktest"
 	"github.com/ajil-news/ajil/internal/natstest"
+	"github.com/ajil-news/ajil/internal/poll"
 	"github.com/ajil-news/ajil/internal/proctest"
 	"github.com/ajil-news/ajil/publisher"
 )
@@ -225,5 +229,80 @@ func TestPublishDryRunPrintsPayloadsAndPublishesNothing(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(r.Stdout)
+	}
+}
+
+// TestDevEditorAndPartnerFlow is the README's walk-through: a device and a
+// partner endpoint registered with the CLI, an alert published with
+// --wait, the partner verifying the signed delivery with the official
+// Standard Webhooks library, and the delivery log.
+func TestDevEditorAndPartnerFlow(t *testing.T) {
+	d := startDev(t)
+	apiURL := "http://" + d.args[len(d.args)-1]
+	key := ""
+	for _, line := range strings.Split(d.proc.Stdout(), "\n") {
+		if k, ok := strings.CutPrefix(strings.TrimSpace(line), "export AJIL_KEY="); ok {
+			key = k
+		}
+	}
+	if key == "" {
+		t.Fatalf("dev banner prints no admin key:\n%s", d.proc.Stdout())
+	}
+	env := []string{"AJIL_API=" + apiURL, "AJIL_KEY=" + key, "AJIL_NATS_URL=" + d.natsURL}
+	run := func(args ...string) proctest.Result {
+		t.Helper()
+		r := proctest.Run(t, ajilBin, env, args...)
+		if r.Code != 0 {
+			t.Fatalf("ajil %s: exit %d\n%s%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+		}
+		return r
+	}
+	run("devices", "add", "demo-token-1", "--platform", "android", "--lang", "ar", "--topic", "breaking")
+	run("devices", "add", "demo-token-2", "--platform", "ios", "--lang", "ar-EG", "--topic", "breaking")
+	if r := run("devices", "count", "--topic", "breaking", "--lang", "ar"); !strings.Contains(r.Stdout, "2") {
+		t.Fatalf("devices count: %s", r.Stdout)
+	}
+	recv := hooktest.Start(t)
+	added := run("endpoints", "add", recv.URL(), "--description", "موقع الشريك", "--json")
+	var ep struct {
+		ID, Secret string
+	}
+	if err := json.Unmarshal([]byte(added.Stdout), &ep); err != nil || ep.Secret == "" {
+		t.Fatalf("endpoints add --json: %v\n%s", err, added.Stdout)
+	}
+
+	pub := run("publish", "--headline", "عاجل: افتتاح الجسر الجديد", "--wait")
+	if !strings.Contains(pub.Stdout, "done") || !strings.Contains(pub.Stdout, "sent 2") {
+		t.Fatalf("publish --wait did not report the fan-out done with 2 sent:\n%s\n%s", pub.Stdout, pub.Stderr)
+	}
+	poll.Until(t, 10*time.Second, func() error {
+		if len(recv.Accepted()) != 1 {
+			return fmt.Errorf("partner has %d deliveries", len(recv.Accepted()))
+		}
+		return nil
+	})
+	if err := hooktest.Verify(recv.Accepted()[0], ep.Secret); err != nil {
+		t.Fatalf("partner cannot verify the delivery: %v", err)
+	}
+	if r := run("endpoints", "attempts", ep.ID); !strings.Contains(r.Stdout, "delivered") || !strings.Contains(r.Stdout, "200") {
+		t.Fatalf("endpoints attempts:\n%s", r.Stdout)
+	}
+	if r := run("dlq", "list"); !strings.Contains(r.Stdout, "No dead letters") {
+		t.Fatalf("dlq list:\n%s", r.Stdout)
+	}
+	if r := run("endpoints", "replay", ep.ID, "--since", "1h"); !strings.Contains(r.Stdout, "Queued 1 alerts") {
+		t.Fatalf("endpoints replay:\n%s", r.Stdout)
+	}
+	poll.Until(t, 10*time.Second, func() error {
+		if n := len(recv.Accepted()); n != 2 {
+			return fmt.Errorf("partner has %d deliveries after the replay, want 2", n)
+		}
+		return nil
+	})
+	if a, b := recv.Accepted()[0].ID(), recv.Accepted()[1].ID(); a != b {
+		t.Fatalf("replay changed the webhook-id: %s then %s", a, b)
+	}
+	if !strings.Contains(d.proc.Stderr(), "would push") && !strings.Contains(d.proc.Stderr(), "log-only") {
+		t.Fatalf("dev log shows no log-only pushes:\n%s", d.proc.Stderr())
 	}
 }

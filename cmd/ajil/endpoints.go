@@ -6,9 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ajil-news/ajil/alert"
+	"github.com/ajil-news/ajil/dispatcher"
 	"github.com/ajil-news/ajil/subscribers"
 )
 
@@ -24,6 +27,8 @@ func endpoints(ctx context.Context, args []string, s streams) error {
 		{"rm", "delete an endpoint", endpointsRm},
 		{"rotate", "give an endpoint a new secret; the old one signs for 24h more", endpointsRotate},
 		{"enable", "resume deliveries to a disabled endpoint", endpointsEnable},
+		{"attempts", "show the last delivery attempts to an endpoint", endpointsAttempts},
+		{"replay", "send an endpoint every alert since a time again", endpointsReplay},
 	}, args, s)
 }
 
@@ -185,4 +190,91 @@ func printEndpoint(w io.Writer, e subscribers.EndpointInfo) {
 		fmt.Fprintf(tw, "Previous secret\tstill signs until %s\n", humanTime(e.PreviousSecretExpiresAt))
 	}
 	tw.Flush()
+}
+
+func endpointsAttempts(ctx context.Context, args []string, s streams) error {
+	var af apiFlags
+	fs := apiFlagSet(s, "endpoints attempts", "endpoints attempts ID [flags]", `  ajil endpoints attempts ep_k3j5x7m2q9w4r8t6
+  ajil endpoints attempts ep_k3j5x7m2q9w4r8t6 -n 50 --json`, &af)
+	n := fs.Int("n", subscribers.DefaultAttempts, "how many attempts, newest first")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return invalidf("endpoints attempts: give one endpoint ID: ajil endpoints attempts ep_...")
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	var list subscribers.AttemptList
+	ans, err := c.call(ctx, http.MethodGet, "/v1/endpoints/"+url.PathEscape(pos[0])+"/attempts?n="+strconv.Itoa(*n), nil, &list)
+	if err != nil {
+		return err
+	}
+	if af.asJSON {
+		return printRaw(s.out, ans)
+	}
+	if len(list.Attempts) == 0 {
+		fmt.Fprintf(s.out, "No delivery attempts to %s yet.\n", pos[0])
+		return nil
+	}
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tALERT\tATTEMPT\tOUTCOME\tSTATUS\tLATENCY\tERROR")
+	for _, at := range list.Attempts {
+		status := "-"
+		if at.Status != 0 {
+			status = strconv.Itoa(at.Status)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", at.At.Local().Format(time.DateTime), at.AlertID, at.Attempt,
+			at.Outcome, status, at.Latency.Round(time.Millisecond), at.Error)
+	}
+	return tw.Flush()
+}
+
+func endpointsReplay(ctx context.Context, args []string, s streams) error {
+	fs := flagSet("endpoints replay", "endpoints replay ID --since TIME [flags]", `  ajil endpoints replay ep_k3j5x7m2q9w4r8t6 --since 2026-11-29T08:00:00Z
+  ajil endpoints replay ep_k3j5x7m2q9w4r8t6 --since 6h`)
+	fs.SetOutput(s.err)
+	var nf natsFlags
+	nf.register(fs)
+	since := fs.String("since", "", "an RFC 3339 `time`, or a duration back from now such as 6h")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return invalidf("endpoints replay: give one endpoint ID: ajil endpoints replay ep_... --since 6h")
+	}
+	from, err := parseSince(*since, time.Now())
+	if err != nil {
+		return err
+	}
+	nc, js, err := nf.connect("ajil endpoints replay")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	n, err := dispatcher.ReplayEndpoint(ctx, js, pos[0], from)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "Queued %d alerts since %s for %s; each goes out with its original webhook-id unless the endpoint's filters exclude it.\n",
+		n, from.Local().Format(time.DateTime), pos[0])
+	return nil
+}
+
+// parseSince reads --since: an RFC 3339 time or a duration back from now.
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, invalidf("--since is required: an RFC 3339 time such as 2026-11-29T08:00:00Z, or a duration such as 6h")
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, invalidf("--since %q: use an RFC 3339 time such as 2026-11-29T08:00:00Z, or a duration such as 6h", v)
 }

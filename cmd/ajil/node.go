@@ -98,7 +98,9 @@ func runNode(ctx context.Context, cfg nodeConfig, nc *nats.Conn, rdb redis.Unive
 	mux.Handle("GET /readyz", readiness(nc, js, rdb, streams))
 	mux.Handle("GET /metrics", m.Handler())
 	if cfg.api {
-		mux.Handle("/v1/", subscribers.NewAPI(reg, cfg.keys, cfg.apiConfig, log.With("component", "api")))
+		apiCfg := cfg.apiConfig
+		apiCfg.Attempts = webhook.NewAttemptLog(rdb, webhook.DefaultKeep)
+		mux.Handle("/v1/", subscribers.NewAPI(reg, cfg.keys, apiCfg, log.With("component", "api")))
 	}
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {

@@ -45,6 +45,7 @@ func commands() []command {
 		{"status", "show an alert's fan-out progress", runStatus},
 		{"devices", "register, remove and count devices through the API", runDevices},
 		{"endpoints", "manage partner webhook endpoints through the API", runEndpoints},
+		{"dlq", "list and replay dead letters", runDLQ},
 	}
 }
 
