@@ -101,4 +101,3 @@ func dlqReplay(ctx context.Context, args []string, s streams) error {
 	}
 	return nil
 }
-
