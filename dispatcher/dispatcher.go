@@ -201,7 +201,7 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 		deps.Metrics = metrics.New()
 	}
 	d := &Dispatcher{
-		cfg: cfg.withDefaults(), nc: deps.NATS, js: js, store: &store{rdb: deps.Redis},
+		cfg: cfg.withDefaults(), nc: deps.NATS, js: js, store: &store{rdb: deps.Redis, errors: deps.Metrics.RedisErrors},
 		reg: deps.Registry, push: deps.FCM, hooks: deps.Webhooks, attempts: deps.Attempts,
 		metrics: deps.Metrics, log: deps.Log, now: time.Now,
 	}
@@ -328,6 +328,11 @@ func (d *Dispatcher) run(ctx context.Context, grace time.Duration) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { d.serveStatus(ctx, queries) })
+	cons := make([]jetstream.Consumer, len(loops))
+	for i, l := range loops {
+		cons[i] = l.cons
+	}
+	wg.Go(func() { d.watchLag(ctx, cons...) })
 	errs := make(chan error, len(loops))
 	for _, l := range loops {
 		wg.Add(1)
@@ -365,6 +370,7 @@ func (d *Dispatcher) consume(ctx, hctx context.Context, cons jetstream.Consumer,
 			return nil
 		}
 		if err != nil {
+			d.metrics.NATSErrors.Inc()
 			d.log.Warn("fetch failed", "err", err)
 			continue
 		}
@@ -398,4 +404,34 @@ func (d *Dispatcher) safely(ctx context.Context, msg jetstream.Msg, handle func(
 func (d *Dispatcher) lastDelivery(msg jetstream.Msg) bool {
 	md, err := msg.Metadata()
 	return err == nil && md.NumDelivered >= uint64(d.cfg.MaxDeliver)
+}
+
+// lagInterval is how often consumer lag is read for the metrics: as often
+// as Prometheus usually scrapes.
+const lagInterval = 15 * time.Second
+
+// watchLag keeps the consumer lag gauges current until ctx is done.
+func (d *Dispatcher) watchLag(ctx context.Context, consumers ...jetstream.Consumer) {
+	t := time.NewTicker(lagInterval)
+	defer t.Stop()
+	for {
+		var redelivered float64
+		for _, c := range consumers {
+			ictx, cancel := context.WithTimeout(ctx, lagInterval/3)
+			info, err := c.Info(ictx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			d.metrics.ConsumerPending.WithLabelValues(info.Name).Set(float64(info.NumPending))
+			d.metrics.ConsumerAckPend.WithLabelValues(info.Name).Set(float64(info.NumAckPending))
+			redelivered += float64(info.NumRedelivered)
+		}
+		d.metrics.RetriesPending.Set(redelivered)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -126,6 +126,7 @@ func (d *Dispatcher) planHooks(ctx context.Context, a, target alert.Alert, wire 
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
+			d.metrics.NATSErrors.Inc()
 			return 0, fmt.Errorf("enqueue webhook for %s: %w", matched[i].ID, err)
 		case <-timeout:
 			return 0, fmt.Errorf("enqueue webhooks: no acknowledgement within %s", d.cfg.AckWait/3)

@@ -78,6 +78,7 @@ func (d *Dispatcher) deadLetter(ctx context.Context, msg jetstream.Msg, reason s
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.AckWait/3)
 	defer cancel()
 	if _, err := d.js.PublishMsg(pctx, dead); err != nil {
+		d.metrics.NATSErrors.Inc()
 		d.log.Error("dead-letter failed; leaving message for redelivery", "subject", msg.Subject(), "err", err)
 		msg.NakWithDelay(d.cfg.RetryDelay)
 		return
@@ -234,6 +235,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, alertID string, it workItem) e
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.AckWait/3)
 	defer cancel()
 	if _, err := d.js.Publish(pctx, fcmSubject, data, jetstream.WithMsgID(workID(alertID, it.N))); err != nil {
+		d.metrics.NATSErrors.Inc()
 		return fmt.Errorf("enqueue work item %d: %w", it.N, err)
 	}
 	return nil

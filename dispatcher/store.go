@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -15,7 +16,14 @@ import (
 // delivery marks. Every key of one alert carries the hash tag {ID}, so the
 // scripts below touch a single Redis Cluster slot.
 type store struct {
-	rdb redis.UniversalClient
+	rdb    redis.UniversalClient
+	errors prometheus.Counter // failed Redis calls
+}
+
+// fail counts a failed Redis call and wraps its error with reason.
+func (s *store) fail(reason string, err error) error {
+	s.errors.Inc()
+	return fmt.Errorf("%s: %w", reason, err)
 }
 
 func alertKey(id string) string       { return "ajil:alert:{" + id + "}" }
@@ -38,7 +46,7 @@ return ARGV[1]
 func (s *store) claimFingerprint(ctx context.Context, fp, id string, window time.Duration) (string, error) {
 	owner, err := claimScript.Run(ctx, s.rdb, []string{fingerprintKey(fp)}, id, window.Milliseconds()).Text()
 	if err != nil {
-		return "", fmt.Errorf("claim fingerprint: %w", err)
+		return "", s.fail("claim fingerprint", err)
 	}
 	return owner, nil
 }
@@ -90,7 +98,7 @@ func (s *store) claimMarks(ctx context.Context, id, claim string, lease, keep ti
 	}
 	res, err := claimMarksScript.Run(ctx, s.rdb, []string{marksKey(id)}, args...).Int64Slice()
 	if err != nil {
-		return nil, fmt.Errorf("claim delivery marks: %w", err)
+		return nil, s.fail("claim delivery marks", err)
 	}
 	if len(res) != len(tokens) {
 		return nil, fmt.Errorf("claim delivery marks: %d answers for %d tokens", len(res), len(tokens))
@@ -128,7 +136,7 @@ func (s *store) settleMarks(ctx context.Context, id, claim string, done, release
 		args = append(args, t)
 	}
 	if err := settleMarksScript.Run(ctx, s.rdb, []string{marksKey(id)}, args...).Err(); err != nil {
-		return fmt.Errorf("settle delivery marks: %w", err)
+		return s.fail("settle delivery marks", err)
 	}
 	return nil
 }
@@ -154,7 +162,7 @@ type planCheckpoint struct {
 func (s *store) alertState(ctx context.Context, id string) (string, planCheckpoint, error) {
 	vals, err := s.rdb.HMGet(ctx, alertKey(id), "state", "plan_items", "plan_topic", "plan_cursor").Result()
 	if err != nil {
-		return "", planCheckpoint{}, fmt.Errorf("read alert state: %w", err)
+		return "", planCheckpoint{}, s.fail("read alert state", err)
 	}
 	str := func(v any) string { s, _ := v.(string); return s }
 	num := func(v any) uint64 { n, _ := strconv.ParseUint(str(v), 10, 64); return n }
@@ -169,14 +177,14 @@ func (s *store) begin(ctx context.Context, id string, fields map[string]any, kee
 	}
 	pipe.PExpire(ctx, alertKey(id), keep)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("record alert: %w", err)
+		return s.fail("record alert", err)
 	}
 	return nil
 }
 
 func (s *store) setFields(ctx context.Context, id string, fields ...any) error {
 	if err := s.rdb.HSet(ctx, alertKey(id), fields...).Err(); err != nil {
-		return fmt.Errorf("update alert state: %w", err)
+		return s.fail("update alert state", err)
 	}
 	return nil
 }
@@ -193,7 +201,7 @@ func (s *store) addCounts(ctx context.Context, id string, counts map[string]int6
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("count deliveries: %w", err)
+		return s.fail("count deliveries", err)
 	}
 	return nil
 }
@@ -221,7 +229,7 @@ return 0
 func (s *store) finishItem(ctx context.Context, id, item string, keep time.Duration, now time.Time) (bool, error) {
 	n, err := finishScript.Run(ctx, s.rdb, []string{alertKey(id), itemsKey(id)}, item, keep.Milliseconds(), now.UTC().Format(time.RFC3339Nano)).Int()
 	if err != nil {
-		return false, fmt.Errorf("finish work item: %w", err)
+		return false, s.fail("finish work item", err)
 	}
 	return n == 1, nil
 }
@@ -230,7 +238,7 @@ func (s *store) finishItem(ctx context.Context, id, item string, keep time.Durat
 func (s *store) summary(ctx context.Context, id string) (map[string]string, error) {
 	m, err := s.rdb.HGetAll(ctx, alertKey(id)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("read alert summary: %w", err)
+		return nil, s.fail("read alert summary", err)
 	}
 	if len(m) == 0 {
 		return nil, errUnknownAlert
