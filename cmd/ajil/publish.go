@@ -203,7 +203,14 @@ func send(ctx context.Context, sf sendFlags, a alert.Alert) error {
 	if r.Duplicate {
 		fmt.Printf("alert %s was already published (stream %s, seq %d); nothing new sent\n", r.ID, r.Stream, r.Sequence)
 	} else {
-		fmt.Printf("published %s alert %s (stream %s, seq %d)\n", a.Kind, r.ID, r.Stream, r.Sequence)
+		what := "alert " + r.ID
+		switch a.Kind {
+		case alert.KindCorrected:
+			what = "correction " + r.ID + " of " + a.Ref
+		case alert.KindRetracted:
+			what = "retraction " + r.ID + " of " + a.Ref
+		}
+		fmt.Printf("published %s (stream %s, seq %d)\n", what, r.Stream, r.Sequence)
 	}
 	if sf.wait {
 		return wait(ctx, nc, r.ID, sf.waitTimeout)
