@@ -131,25 +131,18 @@ func runPublish(ctx context.Context, args []string) error {
 }
 
 func runCorrect(ctx context.Context, args []string) error {
-	fs := flagSet("correct", "correct ID --headline TEXT [flags]", `  ajil correct 0192f1e4-... --headline "ارتفاع حصيلة ضحايا الزلزال إلى 12"`)
-	var af alertFlags
-	var sf sendFlags
-	af.register(fs)
-	sf.register(fs)
-	ref, rest := splitID(args)
-	if err := parseFlags(fs, rest); err != nil {
-		return err
-	}
-	if ref == "" {
-		return invalidf("correct: missing the ID of the alert to correct: ajil correct ID --headline \"...\"")
-	}
-	a := alert.Alert{Kind: alert.KindCorrected, Ref: ref}
-	af.apply(&a, setFlags(fs))
-	return send(ctx, sf, a.WithDefaults(time.Now()))
+	return change(ctx, args, alert.KindCorrected, "correct", "correct ID --headline TEXT [flags]",
+		`  ajil correct 0192f1e4-... --headline "ارتفاع حصيلة ضحايا الزلزال إلى 12"`)
 }
 
 func runRetract(ctx context.Context, args []string) error {
-	fs := flagSet("retract", "retract ID [flags]", `  ajil retract 0192f1e4-...`)
+	return change(ctx, args, alert.KindRetracted, "retract", "retract ID [flags]", `  ajil retract 0192f1e4-...`)
+}
+
+// change publishes a correction or retraction of the alert whose ID leads
+// args.
+func change(ctx context.Context, args []string, kind alert.Kind, name, synopsis, example string) error {
+	fs := flagSet(name, synopsis, example)
 	var af alertFlags
 	var sf sendFlags
 	af.register(fs)
@@ -159,9 +152,9 @@ func runRetract(ctx context.Context, args []string) error {
 		return err
 	}
 	if ref == "" {
-		return invalidf("retract: missing the ID of the alert to retract: ajil retract ID")
+		return invalidf("%s: missing the ID of the alert to %s: ajil %s", name, name, synopsis)
 	}
-	a := alert.Alert{Kind: alert.KindRetracted, Ref: ref}
+	a := alert.Alert{Kind: kind, Ref: ref}
 	af.apply(&a, setFlags(fs))
 	return send(ctx, sf, a.WithDefaults(time.Now()))
 }
