@@ -113,7 +113,7 @@ func (s *Server) launch(port int) error {
 			return fmt.Errorf("redis-server exited on port %d", port)
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.t.Context()), time.Second)
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
@@ -133,7 +133,7 @@ func (s *Server) Stop() {
 		return
 	}
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.t.Context()), 5*time.Second)
 	c.Do(ctx, "SHUTDOWN", "SAVE")
 	cancel()
 	c.Close()
