@@ -14,6 +14,10 @@ import (
 	"github.com/ajil-news/ajil/dispatcher/fcm"
 )
 
+// markSlack keeps delivery marks a little past the alert's expiry, for
+// clock skew between replicas and Redis.
+const markSlack = 10 * time.Minute
+
 // handleWork delivers one FCM work item.
 func (d *Dispatcher) handleWork(ctx context.Context, msg jetstream.Msg) {
 	var it workItem
@@ -85,7 +89,9 @@ func (d *Dispatcher) deliver(ctx context.Context, msg jetstream.Msg, a alert.Ale
 	// One claim per delivery attempt: a retried Redis call finds its own
 	// claim and proceeds; another replica's live claim is left alone.
 	claim := fmt.Sprintf("%s/%d/%d", d.cfg.Name, md.Sequence.Stream, md.NumDelivered)
-	marks, err := d.store.claimMarks(ctx, a.ID, claim, d.cfg.AckWait, keep, it.Tokens)
+	// Marks only need to outlive the alert: after its expiry nothing is
+	// sent anyway, and a million marks are worth freeing early.
+	marks, err := d.store.claimMarks(ctx, a.ID, claim, d.cfg.AckWait, time.Until(a.ExpiresAt())+markSlack, it.Tokens)
 	if err != nil {
 		return 0, err
 	}
