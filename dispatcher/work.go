@@ -120,7 +120,7 @@ func (d *Dispatcher) deliver(ctx context.Context, msg jetstream.Msg, a alert.Ale
 			case (errors.Is(err, fcm.ErrQuota) || errors.Is(err, fcm.ErrUnavailable)) && res.RetryAfter > 0:
 				// FCM said when to come back: wait that long, not the
 				// generic retry delay.
-				d.countSends(res)
+				d.countSends(res, errors.Is(err, fcm.ErrQuota))
 				return res.RetryAfter, nil
 			}
 			return 0, err
@@ -139,7 +139,7 @@ func (d *Dispatcher) deliver(ctx context.Context, msg jetstream.Msg, a alert.Ale
 	if err := d.store.settleMarks(ctx, a.ID, claim, done, res.Retry); err != nil {
 		return 0, err
 	}
-	d.countSends(res)
+	d.countSends(res, false)
 	if res.Sent > 0 {
 		d.firstSend(ctx, a)
 	}
@@ -218,10 +218,15 @@ func (d *Dispatcher) keepAlive(msg jetstream.Msg) (stop func()) {
 	return func() { t.Stop(); close(done); <-exited }
 }
 
-// countSends adds a batch's results to the FCM metrics.
-func (d *Dispatcher) countSends(res fcm.Result) {
+// countSends adds a batch's results to the FCM metrics; quota says the
+// retries were refused for quota, which operators watch on its own.
+func (d *Dispatcher) countSends(res fcm.Result, quota bool) {
+	retry := "retry"
+	if quota {
+		retry = "quota"
+	}
 	for result, n := range map[string]int{
-		"ok": res.Sent, "dead": len(res.Dead), "retry": len(res.Retry), "auth": res.AuthFailed, "failed": res.Failed,
+		"ok": res.Sent, "dead": len(res.Dead), retry: len(res.Retry), "auth": res.AuthFailed, "failed": res.Failed,
 	} {
 		if n > 0 {
 			d.metrics.FCMSends.WithLabelValues(result).Add(float64(n))

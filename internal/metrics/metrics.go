@@ -59,7 +59,7 @@ func New() *Metrics {
 		PublishToFirst:   hist("publish_to_first_send_seconds", "From the editor's publish to the first push or webhook sent."),
 		PublishToDone:    hist("publish_to_done_seconds", "From the editor's publish to the end of the fan-out."),
 		FCMSends: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "ajil", Name: "fcm_sends_total",
-			Help: "FCM messages by result: ok, dead (token pruned), retry, auth, failed."}, []string{"result"}),
+			Help: "FCM messages by result: ok, dead (token pruned), retry, quota (refused for quota, retried), auth, failed."}, []string{"result"}),
 		TokensPruned: counter("tokens_pruned_total", "Dead device tokens removed from the registry."),
 		WebhookDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "ajil", Name: "webhook_deliveries_total",
 			Help: "Webhook delivery attempts by result: delivered, retry, gone, permanent, forbidden."}, []string{"result"}),
