@@ -359,7 +359,9 @@ func (d *Dispatcher) consume(ctx, hctx context.Context, cons jetstream.Consumer,
 	if err != nil {
 		return fmt.Errorf("dispatcher: consume: %w", err)
 	}
-	stop := context.AfterFunc(ctx, it.Stop)
+	// Drain, not Stop: the messages already fetched come out of Next and
+	// are handed back below instead of waiting out AckWait.
+	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
@@ -374,7 +376,18 @@ func (d *Dispatcher) consume(ctx, hctx context.Context, cons jetstream.Consumer,
 			d.log.Warn("fetch failed", "err", err)
 			continue
 		}
-		sem <- struct{}{}
+		if ctx.Err() != nil {
+			// Fetched but not started when the shutdown began: another
+			// replica takes it now.
+			msg.Nak()
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			msg.Nak()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
