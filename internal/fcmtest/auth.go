@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -49,10 +50,23 @@ type serviceAccount struct {
 // key, so the real Google auth libraries obtain AccessToken from it.
 func (s *Server) CredentialsFile(t testing.TB) string {
 	t.Helper()
-	key := s.signingKey(t)
+	path, err := s.WriteCredentials(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// WriteCredentials is CredentialsFile for use outside tests: it writes the
+// key into dir and returns its path.
+func (s *Server) WriteCredentials(dir string) (string, error) {
+	key, err := s.signingKey()
+	if err != nil {
+		return "", err
+	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatalf("fcmtest: encode key: %v", err)
+		return "", fmt.Errorf("fcmtest: encode key: %w", err)
 	}
 	b, err := json.MarshalIndent(serviceAccount{
 		Type:         "service_account",
@@ -65,28 +79,28 @@ func (s *Server) CredentialsFile(t testing.TB) string {
 		TokenURI:     s.TokenURL(),
 	}, "", "  ")
 	if err != nil {
-		t.Fatalf("fcmtest: encode credentials: %v", err)
+		return "", fmt.Errorf("fcmtest: encode credentials: %w", err)
 	}
-	path := filepath.Join(t.TempDir(), "service-account.json")
+	path := filepath.Join(dir, "service-account.json")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatalf("fcmtest: write credentials: %v", err)
+		return "", fmt.Errorf("fcmtest: write credentials: %w", err)
 	}
-	return path
+	return path, nil
 }
 
 // signingKey is the service account's key, made on first use: generating
 // it takes a noticeable moment, and most tests use a static token instead.
-func (s *Server) signingKey(t testing.TB) *rsa.PrivateKey {
+func (s *Server) signingKey() (*rsa.PrivateKey, error) {
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
 	if s.key == nil {
 		key, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
-			t.Fatalf("fcmtest: generate key: %v", err)
+			return nil, fmt.Errorf("fcmtest: generate key: %w", err)
 		}
 		s.key = key
 	}
-	return s.key
+	return s.key, nil
 }
 
 // handleToken is Google's OAuth token endpoint for service accounts: it
