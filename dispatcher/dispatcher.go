@@ -52,9 +52,13 @@ const (
 	DefaultDuplicateWindow = 30 * time.Minute
 	// DefaultBatchSize is FCM's SendEach limit.
 	DefaultBatchSize = 500
-	// DefaultConcurrency is how many FCM work items one process sends at
-	// once; each is up to 500 concurrent HTTP/2 streams already.
-	DefaultConcurrency = 4
+	// DefaultConcurrency is how many FCM work items one process has in
+	// hand at once: as many as the FCM channel runs SendEach calls, so none
+	// of its slots waits for an item. An item's Redis and NATS bookkeeping
+	// takes milliseconds next to its batch's send (half a second at 50 ms a
+	// request); with 4, a 50 ms FCM held a process to 4,000 messages a
+	// second whatever the CPU (BENCHMARKS.md).
+	DefaultConcurrency = fcm.DefaultConcurrency
 	// DefaultWorkDuplicates is the work stream's Nats-Msg-Id window. It
 	// must cover re-planning after a crash: a redelivered alert comes back
 	// within AckWait times a few retries.
