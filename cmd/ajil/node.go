@@ -123,6 +123,9 @@ func runNode(ctx context.Context, cfg nodeConfig, nc *nats.Conn, rdb redis.Unive
 			}
 		})
 	}
+	if cfg.api {
+		wg.Go(func() { expireDevices(runCtx, reg, log) })
+	}
 	if cfg.onListening != nil {
 		cfg.onListening(ln.Addr().String())
 	}
@@ -146,6 +149,32 @@ func runNode(ctx context.Context, cfg nodeConfig, nc *nats.Conn, rdb redis.Unive
 		runErr = errors.Join(runErr, err)
 	}
 	return runErr
+}
+
+// expireInterval is how often devices unseen for the registry's DeviceTTL
+// are removed: the TTL is months, so hourly is prompt enough, and every API
+// replica may run it, as removal is idempotent.
+const expireInterval = time.Hour
+
+func expireDevices(ctx context.Context, reg *subscribers.Registry, log *slog.Logger) {
+	t := time.NewTicker(expireInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			ectx, cancel := context.WithTimeout(ctx, expireInterval/2)
+			n, err := reg.Expire(ectx, now)
+			cancel()
+			switch {
+			case err != nil:
+				log.Warn("expire devices failed", "err", err)
+			case n > 0:
+				log.Info("expired devices not seen for the device TTL", "removed", n)
+			}
+		}
+	}
 }
 
 // readiness answers 200 when NATS and Redis answer and the streams exist,
