@@ -303,6 +303,7 @@ type outcome struct {
 
 func (c *Channel) sendBatch(ctx context.Context, a alert.Alert, base *messaging.Message, tokens []string) outcome {
 	var out outcome
+	var retryAfter time.Duration
 	retryAll := func(err error) outcome {
 		out.Retry = append(out.Retry, tokens...)
 		out.cause = err
@@ -325,9 +326,19 @@ func (c *Channel) sendBatch(ctx context.Context, a alert.Alert, base *messaging.
 		lctx, cancel := context.WithTimeout(ctx, c.cfg.SendTimeout)
 		err := c.cfg.Limiter.Wait(lctx, len(tokens))
 		cancel()
-		if err != nil {
+		switch n := admittedOf(err); {
+		case err == nil:
+		case n == 0:
 			c.log.Warn("FCM rate limit: batch not sent", "alert_id", a.ID, "tokens", len(tokens), "err", err)
 			return retryAll(err)
+		default:
+			// At a small quota a whole batch takes longer than the
+			// deadline: send what the rate let through, retry the rest.
+			rest := tokens[n:]
+			tokens = tokens[:n]
+			out.Retry = append(out.Retry, rest...)
+			out.quota += len(rest)
+			retryAfter = retryAfterOf(err)
 		}
 	}
 
@@ -344,6 +355,7 @@ func (c *Channel) sendBatch(ctx context.Context, a alert.Alert, base *messaging.
 		sent = append(sent, t)
 	}
 	if len(msgs) == 0 {
+		out.retryIn(retryAfter)
 		return out
 	}
 	sctx, cancel := context.WithTimeout(ctx, c.cfg.SendTimeout)
@@ -353,10 +365,10 @@ func (c *Channel) sendBatch(ctx context.Context, a alert.Alert, base *messaging.
 		// The SDK refused the batch before sending: the message is wrong.
 		out.Failed += len(msgs)
 		out.payload = err
+		out.retryIn(retryAfter)
 		return out
 	}
 
-	var retryAfter time.Duration
 	for i, r := range br.Responses {
 		token := sent[i]
 		if r.Success {
@@ -395,13 +407,19 @@ func (c *Channel) sendBatch(ctx context.Context, a alert.Alert, base *messaging.
 			}
 		}
 	}
-	if len(out.Retry) > 0 {
-		if retryAfter == 0 {
-			retryAfter = backoff(out.quota > 0)
-		}
-		out.RetryAfter = retryAfter
-	}
+	out.retryIn(retryAfter)
 	return out
+}
+
+// retryIn sets how long to wait before retrying, when tokens are left to
+// retry: wait, or the backoff when nobody said how long.
+func (o *outcome) retryIn(wait time.Duration) {
+	if len(o.Retry) > 0 {
+		if wait <= 0 {
+			wait = backoff(o.quota > 0)
+		}
+		o.RetryAfter = wait
+	}
 }
 
 // merge adds up the batches and decides whether the call as a whole failed.

@@ -13,7 +13,8 @@ import (
 // Limiter paces sends at the project's FCM quota. Wait returns once n more
 // messages may be sent. An error wrapping ErrQuota means the wait would
 // outlast ctx; it may say how long the wait is through a
-// RetryAfter() time.Duration method.
+// RetryAfter() time.Duration method, and how many of the n it let through
+// before that (which may be sent) through an Admitted() int method.
 type Limiter interface {
 	Wait(ctx context.Context, n int) error
 }
@@ -49,6 +50,7 @@ func NewRedisLimiter(rdb redis.UniversalClient, perMinute int) *RedisLimiter {
 // burst, waiting for each as long as the rate requires. When a wait would
 // end after ctx's deadline it returns at once an error wrapping ErrQuota.
 func (l *RedisLimiter) Wait(ctx context.Context, n int) error {
+	taken := 0
 	for n > 0 {
 		k := min(n, l.limit.Burst)
 		res, err := l.lim.AllowN(ctx, limiterKey, l.limit, k)
@@ -57,11 +59,12 @@ func (l *RedisLimiter) Wait(ctx context.Context, n int) error {
 		}
 		if res.Allowed >= k {
 			n -= k
+			taken += k
 			continue
 		}
 		wait := max(res.RetryAfter, time.Millisecond)
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			return &quotaWait{after: wait}
+			return &quotaWait{after: wait, admitted: taken}
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -75,7 +78,10 @@ func (l *RedisLimiter) Wait(ctx context.Context, n int) error {
 }
 
 // quotaWait is a rate-limit wait that would outlast the caller's deadline.
-type quotaWait struct{ after time.Duration }
+type quotaWait struct {
+	after    time.Duration
+	admitted int
+}
 
 func (e *quotaWait) Error() string {
 	return fmt.Sprintf("fcm: rate limit: next send allowed in %s, after the deadline", e.after.Round(time.Millisecond))
@@ -85,6 +91,18 @@ func (e *quotaWait) Is(target error) bool { return target == ErrQuota }
 
 // RetryAfter is how long until the rate allows the send.
 func (e *quotaWait) RetryAfter() time.Duration { return e.after }
+
+// Admitted is how many messages the rate let through before the wait.
+func (e *quotaWait) Admitted() int { return e.admitted }
+
+// admittedOf is how many messages a limiter error says were let through.
+func admittedOf(err error) int {
+	var a interface{ Admitted() int }
+	if errors.As(err, &a) {
+		return a.Admitted()
+	}
+	return 0
+}
 
 // retryAfterOf is the wait an error says to make, or 0.
 func retryAfterOf(err error) time.Duration {
