@@ -61,12 +61,15 @@ const (
 // claimMarksScript leases each token in ARGV[4:] to claim ARGV[1] for
 // ARGV[2] ms, unless it is done or under another live lease. A lease that
 // is ours (a retried command) or has lapsed (its holder died) is taken.
+// After the per-token answers comes the time in ms until the last of the
+// other leases lapses.
 var claimMarksScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mine = 'c:' .. ARGV[1] .. ':'
 local lease = mine .. (now + tonumber(ARGV[2]))
 local out = {}
+local wait = 0
 for i = 4, #ARGV do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
   if v == 'd' then
@@ -79,18 +82,22 @@ for i = 4, #ARGV do
       out[#out + 1] = 0
     else
       out[#out + 1] = 2
+      wait = math.max(wait, exp - now)
     end
   end
 end
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
+out[#out + 1] = wait
 return out
 `)
 
 // claimMarks leases tokens of alert id to claim for lease; keep bounds how
 // long the marks outlive the alert so a late redelivery still skips them.
-func (s *store) claimMarks(ctx context.Context, id, claim string, lease, keep time.Duration, tokens []string) ([]int64, error) {
+// It returns a mark per token and how long until the other attempts'
+// leases on the rest lapse.
+func (s *store) claimMarks(ctx context.Context, id, claim string, lease, keep time.Duration, tokens []string) ([]int64, time.Duration, error) {
 	args := make([]any, 0, 3+len(tokens))
 	args = append(args, claim, lease.Milliseconds(), keep.Milliseconds())
 	for _, t := range tokens {
@@ -98,12 +105,12 @@ func (s *store) claimMarks(ctx context.Context, id, claim string, lease, keep ti
 	}
 	res, err := claimMarksScript.Run(ctx, s.rdb, []string{marksKey(id)}, args...).Int64Slice()
 	if err != nil {
-		return nil, s.fail("claim delivery marks", err)
+		return nil, 0, s.fail("claim delivery marks", err)
 	}
-	if len(res) != len(tokens) {
-		return nil, fmt.Errorf("claim delivery marks: %d answers for %d tokens", len(res), len(tokens))
+	if len(res) != len(tokens)+1 {
+		return nil, 0, fmt.Errorf("claim delivery marks: %d answers for %d tokens", len(res), len(tokens))
 	}
-	return res, nil
+	return res[:len(tokens)], time.Duration(res[len(tokens)]) * time.Millisecond, nil
 }
 
 // settleMarksScript marks ARGV[2..n+1] done and releases the leases of

@@ -18,6 +18,10 @@ import (
 // clock skew between replicas and Redis.
 const markSlack = 10 * time.Minute
 
+// leaseSlack is added to the wait for another attempt's lease to lapse,
+// so the next attempt finds it lapsed rather than a millisecond short.
+const leaseSlack = 100 * time.Millisecond
+
 // handleWork delivers one FCM work item.
 func (d *Dispatcher) handleWork(ctx context.Context, msg jetstream.Msg) {
 	var it workItem
@@ -91,7 +95,7 @@ func (d *Dispatcher) deliver(ctx context.Context, msg jetstream.Msg, a alert.Ale
 	claim := fmt.Sprintf("%s/%d/%d", d.cfg.Name, md.Sequence.Stream, md.NumDelivered)
 	// Marks only need to outlive the alert: after its expiry nothing is
 	// sent anyway, and a million marks are worth freeing early.
-	marks, err := d.store.claimMarks(ctx, a.ID, claim, d.cfg.AckWait, time.Until(a.ExpiresAt())+markSlack, it.Tokens)
+	marks, leaseLeft, err := d.store.claimMarks(ctx, a.ID, claim, d.cfg.AckWait, time.Until(a.ExpiresAt())+markSlack, it.Tokens)
 	if err != nil {
 		return 0, err
 	}
@@ -160,10 +164,11 @@ func (d *Dispatcher) deliver(ctx context.Context, msg jetstream.Msg, a alert.Ale
 		if wait <= 0 {
 			wait = d.cfg.RetryDelay
 		}
-		if leased > 0 && wait < d.cfg.AckWait {
+		if leased > 0 {
 			// Another attempt holds some tokens; come back once its lease
-			// has lapsed, in case it died.
-			wait = max(wait, d.cfg.AckWait/2)
+			// has lapsed, in case it died. After a crash that is soon:
+			// the item came back when the dead attempt's AckWait ran out.
+			wait = max(wait, leaseLeft+leaseSlack)
 		}
 		d.publishStatus(ctx, a.ID)
 		return wait, nil
