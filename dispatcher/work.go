@@ -35,9 +35,11 @@ func (d *Dispatcher) handleWork(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	log := d.log.With("alert_id", a.ID, "item", it.N)
-	stop := d.keepAlive(msg)
-	retryAfter, err := d.deliver(ctx, msg, a, it)
-	stop()
+	retryAfter, err := func() (time.Duration, error) {
+		// Deferred, so that a panic in deliver stops the keep-alive too.
+		defer d.keepAlive(msg)()
+		return d.deliver(ctx, msg, a, it)
+	}()
 	switch {
 	case err == nil && retryAfter == 0:
 		msg.Ack()
