@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ajil-news/ajil/alert"
 	"github.com/ajil-news/ajil/dispatcher/fcm"
@@ -269,11 +273,21 @@ func readJSONAlert(name string) (alert.Alert, error) {
 		defer f.Close()
 		r = f
 	}
-	dec := json.NewDecoder(io.LimitReader(r, maxJSONInput))
+	b, err := io.ReadAll(io.LimitReader(r, maxJSONInput))
+	if err != nil {
+		return alert.Alert{}, invalidf("--json %s: %v", name, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var j jsonAlert
 	if err := dec.Decode(&j); err != nil {
 		return alert.Alert{}, invalidf("--json %s: %v; expected an object such as {\"headline\":\"...\",\"topics\":[\"breaking\"],\"ttl\":\"1h\"}", name, err)
+	}
+	if !utf8.Valid(b) {
+		// encoding/json would turn the bytes into U+FFFD, and every phone
+		// would show them.
+		return alert.Alert{}, &alert.FieldError{Field: notUTF8Member(b), Problem: "is not UTF-8 text",
+			Fix: "save the --json file as UTF-8; it looks like another encoding, such as Windows-1256"}
 	}
 	a := alert.Alert{ID: j.ID, Headline: j.Headline, Body: j.Body, URL: j.URL, Lang: j.Lang,
 		Topics: j.Topics, Priority: alert.Priority(j.Priority), Editor: j.Editor}
@@ -285,6 +299,19 @@ func readJSONAlert(name string) (alert.Alert, error) {
 		a.TTL = d
 	}
 	return a, nil
+}
+
+// notUTF8Member names the first member of a JSON object whose value is not
+// UTF-8, or says "--json" when it is a name that is not.
+func notUTF8Member(b []byte) string {
+	var raw map[string]json.RawMessage
+	json.Unmarshal(b, &raw)
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
+		if !utf8.Valid(raw[k]) {
+			return k
+		}
+	}
+	return "--json"
 }
 
 func readArticle(name string) (publisher.Article, error) {
