@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
@@ -248,6 +249,10 @@ func decode(r *http.Request, v any, fields ...string) (map[string]bool, error) {
 	for _, name := range slices.Sorted(maps.Keys(raw)) {
 		if !slices.Contains(fields, name) {
 			return nil, &APIError{Code: CodeInvalidField, Field: name, Message: fmt.Sprintf("is not a field here; the fields are %s", strings.Join(fields, ", "))}
+		}
+		if !utf8.Valid(raw[name]) {
+			// encoding/json would store U+FFFD in place of the bytes.
+			return nil, &APIError{Code: CodeInvalidField, Field: name, Message: "is not UTF-8 text; send the body as UTF-8, as JSON requires"}
 		}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
