@@ -152,8 +152,16 @@ func publishHook(ctx context.Context, js jetstream.JetStream, msgID string, it h
 // handleHook delivers one webhook work item.
 func (d *Dispatcher) handleHook(ctx context.Context, msg jetstream.Msg) {
 	var it hookItem
-	if err := json.Unmarshal(msg.Data(), &it); err != nil || it.V != 1 || it.Endpoint == "" {
-		d.reject(ctx, msg, fmt.Errorf("undecodable webhook item: %v", err))
+	err := json.Unmarshal(msg.Data(), &it)
+	switch {
+	case err != nil:
+	case it.V != 1:
+		err = fmt.Errorf("version %d, want 1", it.V)
+	case it.Endpoint == "":
+		err = errors.New("no endpoint")
+	}
+	if err != nil {
+		d.reject(ctx, msg, fmt.Errorf("undecodable webhook item: %w", err))
 		return
 	}
 	a, err := alert.Decode(it.Alert)

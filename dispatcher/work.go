@@ -25,8 +25,12 @@ const leaseSlack = 100 * time.Millisecond
 // handleWork delivers one FCM work item.
 func (d *Dispatcher) handleWork(ctx context.Context, msg jetstream.Msg) {
 	var it workItem
-	if err := json.Unmarshal(msg.Data(), &it); err != nil || it.V != 1 {
-		d.reject(ctx, msg, fmt.Errorf("undecodable work item: %v", err))
+	err := json.Unmarshal(msg.Data(), &it)
+	if err == nil && it.V != 1 {
+		err = fmt.Errorf("version %d, want 1", it.V)
+	}
+	if err != nil {
+		d.reject(ctx, msg, fmt.Errorf("undecodable work item: %w", err))
 		return
 	}
 	a, err := alert.Decode(it.Alert)
