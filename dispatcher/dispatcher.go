@@ -66,9 +66,13 @@ const (
 	// DefaultKeep is how long alert state and delivery marks outlive the
 	// alert's TTL, so late redeliveries and `ajil status` still see them.
 	DefaultKeep = 24 * time.Hour
-	// DefaultRetryDelay is the pause before a work item whose Redis or NATS
-	// calls failed is tried again.
+	// DefaultRetryDelay is the first pause before a message whose Redis or
+	// NATS calls failed is tried again; it doubles with every delivery, up
+	// to maxRetryDelay.
 	DefaultRetryDelay = 2 * time.Second
+	// maxRetryDelay caps that pause: DefaultMaxDeliver deliveries then span
+	// about seven minutes, longer than a Redis failover or restart.
+	maxRetryDelay = time.Minute
 )
 
 // FCMMode says how an alert reaches devices.
@@ -411,10 +415,23 @@ func (d *Dispatcher) safely(ctx context.Context, msg jetstream.Msg, handle func(
 				d.deadLetter(ctx, msg, fmt.Sprintf("handler panicked: %v", r))
 				return
 			}
-			msg.NakWithDelay(d.cfg.RetryDelay)
+			msg.NakWithDelay(d.retryDelay(msg))
 		}
 	}()
 	handle(ctx, msg)
+}
+
+// retryDelay is the pause before msg is tried again after a failure:
+// RetryDelay, doubled for each earlier delivery up to maxRetryDelay, so
+// that MaxDeliver attempts outlast an outage of minutes, not seconds.
+func (d *Dispatcher) retryDelay(msg jetstream.Msg) time.Duration {
+	delay, ceiling := d.cfg.RetryDelay, max(maxRetryDelay, d.cfg.RetryDelay)
+	if md, err := msg.Metadata(); err == nil {
+		for n := uint64(1); n < md.NumDelivered && delay < ceiling; n++ {
+			delay *= 2
+		}
+	}
+	return min(delay, ceiling)
 }
 
 // lastDelivery reports whether msg will not be redelivered again.

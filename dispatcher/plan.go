@@ -49,7 +49,7 @@ func (d *Dispatcher) handleAlert(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 		log.Warn("planning failed; will retry", "err", err)
-		msg.NakWithDelay(d.cfg.RetryDelay)
+		msg.NakWithDelay(d.retryDelay(msg))
 		return
 	}
 	msg.Ack()

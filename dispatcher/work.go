@@ -56,7 +56,7 @@ func (d *Dispatcher) handleWork(ctx context.Context, msg jetstream.Msg) {
 		d.deadLetter(ctx, msg, reason)
 	case err != nil:
 		log.Warn("work item failed; will retry", "err", err)
-		msg.NakWithDelay(d.cfg.RetryDelay)
+		msg.NakWithDelay(d.retryDelay(msg))
 	default:
 		log.Info("work item has tokens to retry", "retry_after", retryAfter)
 		msg.NakWithDelay(retryAfter)
