@@ -28,8 +28,9 @@ func TestRedisOutageOutlastingRetryDelay(t *testing.T) {
 	// are spaced by the dispatcher's delays, not go-redis's own retries.
 	rdb := redis.NewClient(&redis.Options{Addr: w.rdb.Addr(), MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { rdb.Close() })
-	// Without backoff 5 attempts span 0.4s; the outage is 1.5s.
-	d, err := dispatcher.New(dispatcher.Config{MaxDeliver: 5, RetryDelay: 100 * time.Millisecond},
+	// Without backoff 7 attempts span 0.6s, well inside the 1.5s outage;
+	// with it they span 6.3s, room for a slow restart on a loaded machine.
+	d, err := dispatcher.New(dispatcher.Config{MaxDeliver: 7, RetryDelay: 100 * time.Millisecond},
 		dispatcher.Deps{NATS: w.nats.Conn(), Redis: rdb, Registry: w.reg, FCM: ch, Log: w.log})
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +44,7 @@ func TestRedisOutageOutlastingRetryDelay(t *testing.T) {
 	}
 	w.rdb.Stop()
 	a := w.publish(alert.Alert{Headline: "انقطاع التيار عن مركز البيانات"})
-	time.Sleep(1500 * time.Millisecond) // the outage
+	time.Sleep(1500 * time.Millisecond) // the injected outage, not a wait for a condition
 	w.rdb.Start()
 	if st := w.waitFinal(a.ID); st.State != "done" || st.Sent != 20 {
 		t.Fatalf("status %+v; want done with 20 sent", st)
