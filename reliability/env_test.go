@@ -94,10 +94,16 @@ type replica struct {
 
 // Defaults of in-process replicas: a crash is noticed in seconds, not the
 // production 45, and retries come quickly, so scenarios stay short.
+// Under -race on two shared cores the fake FCM answers only a few hundred
+// messages a second; two work items of 100 at a time per replica keep
+// every batch well within its send deadline, so that no duplicate comes
+// from a timeout the scenario did not inject.
 const (
-	replicaAckWait    = 10 * time.Second
-	replicaRetryDelay = 200 * time.Millisecond
-	replicaSendTime   = 5 * time.Second
+	replicaAckWait     = 15 * time.Second
+	replicaRetryDelay  = 200 * time.Millisecond
+	replicaSendTime    = 6 * time.Second
+	replicaBatchSize   = 100
+	replicaConcurrency = 2
 )
 
 // start runs a dispatcher replica on nc until the returned stop is called
@@ -119,6 +125,15 @@ func (e *env) start(nc *nats.Conn, r replica) (stop func()) {
 	}
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = replicaRetryDelay
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = replicaBatchSize
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = replicaConcurrency
+	}
+	if fc.Concurrency == 0 {
+		fc.Concurrency = replicaConcurrency
 	}
 	grace := r.Grace
 	if grace == 0 {
@@ -267,6 +282,30 @@ func waitState(t *testing.T, nc *nats.Conn, id, state string, timeout time.Durat
 		return nil
 	})
 	return st
+}
+
+// countAlert tallies per token what the fake accepted of alert id, each
+// token expected once.
+func countAlert(f *fcmtest.Server, id string, tokens []string) tally {
+	got := map[string]int{}
+	for _, r := range f.Messages() {
+		if r.Error == "" && !r.ValidateOnly && r.Token != "" && r.Message != nil && r.Message.Data["id"] == id {
+			got[r.Token]++
+		}
+	}
+	c := tally{Tokens: len(tokens)}
+	for _, tok := range tokens {
+		n := got[tok]
+		c.Delivered += n
+		c.MaxPerTok = max(c.MaxPerTok, n)
+		if n == 0 {
+			c.Missed++
+		}
+		if n > 1 {
+			c.Duplicated += n - 1
+		}
+	}
+	return c
 }
 
 // collapseIDs returns the distinct Android tags and APNs collapse IDs of

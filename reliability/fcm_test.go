@@ -151,8 +151,17 @@ func TestFCMUnavailableStormBacksOff(t *testing.T) {
 	c := count(w.fcm, tokens, 1)
 	t.Logf("503 storm for %s with Retry-After 1s: %s; %d requests during the storm, %d in all; status sent %d failed %d",
 		stormFor, c, during, w.fcm.Requests(), st.Sent, st.Failed)
-	if c.Missed != 0 || c.Duplicated != 0 {
-		t.Fatalf("%s; want every token once", c)
+	if c.Missed != 0 {
+		t.Fatalf("%s; nothing may be lost", c)
+	}
+	// A request FCM took whose answer came too late (a loaded machine, the
+	// SDK's own retries) is retried: such a token may get the alert twice,
+	// never more, and always with the same collapse ID.
+	if c.MaxPerTok > 2 {
+		t.Fatalf("%s; a token got the alert more than twice", c)
+	}
+	if ids := collapseIDs(w.fcm); len(ids) != 1 {
+		t.Fatalf("collapse IDs %v; every copy must replace the first on the phone", ids)
 	}
 	// Each token is tried at most once a second (the SDK's own retries
 	// honour Retry-After too): a hot loop would send thousands.
@@ -161,9 +170,10 @@ func TestFCMUnavailableStormBacksOff(t *testing.T) {
 	}
 }
 
-// Latency spikes: FCM takes 2s to answer for a while, and the sends of
-// 500 messages run into their 5s deadline. Nothing is lost; the work
-// items are kept alive rather than redelivered (AckWait is 3s). A message
+// Latency spikes: FCM takes 4s to answer for 5s, and the sends of 100
+// messages (50 at a time) run into their 6s deadline. Nothing is lost;
+// the work items are kept alive rather than redelivered (AckWait is 3s),
+// and the tokens cut off by the deadline are retried. A message
 // can be sent twice only when FCM took it but its answer came after the
 // deadline: the token is then retried, so duplicates never outnumber the
 // retried tokens, and they carry the same collapse ID, so the phone shows
@@ -171,8 +181,8 @@ func TestFCMUnavailableStormBacksOff(t *testing.T) {
 func TestFCMLatencySpike(t *testing.T) {
 	var retried retryCounter
 	w := newFaultWorld(t, replica{Config: dispatcher.Config{AckWait: 3 * time.Second}, Pusher: retried.wrap}, fcmtest.WithLatency(5*time.Millisecond))
-	tokens := w.devices("l", 1000, "breaking", "ar")
-	w.fcm.SetLatency(2 * time.Second)
+	tokens := w.devices("l", 400, "breaking", "ar")
+	w.fcm.SetLatency(4 * time.Second)
 	a := w.publish("تأخر الرحلات بسبب الضباب الكثيف")
 	poll.Until(t, 30*time.Second, func() error {
 		if n := w.fcm.Requests(); n < 100 {
@@ -180,12 +190,12 @@ func TestFCMLatencySpike(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(3 * time.Second) // the spike's length is the scenario
+	time.Sleep(5 * time.Second) // the spike's length is the scenario
 	w.fcm.SetLatency(5 * time.Millisecond)
 	st := waitState(t, w.nats.Conn(), a.ID, "done", 60*time.Second)
 	c := count(w.fcm, tokens, 1)
 	ids := collapseIDs(w.fcm)
-	t.Logf("2s latency for 3s+, 5s send deadline, 3s AckWait: %s; %d tokens retried after a timeout; %d requests; status sent %d; collapse IDs %v",
+	t.Logf("4s latency for 5s+, 6s send deadline, 3s AckWait: %s; %d tokens retried after a timeout; %d requests; status sent %d; collapse IDs %v",
 		c, retried.Load(), w.fcm.Requests(), st.Sent, ids)
 	if c.Missed != 0 {
 		t.Fatalf("%s; nothing may be lost", c)
@@ -217,7 +227,7 @@ func (p retryCounting) Send(ctx context.Context, a alert.Alert, tokens []string)
 
 // The project's quota, shared through Redis by two replicas at a small
 // 3,600 messages a minute (60 a second, a second's burst), with sends cut
-// at 5s (--fcm-send-timeout): one work item of 500 takes longer to admit
+// at 6s (--fcm-send-timeout): one work item of 500 takes longer to admit
 // than that. Every device of 600 gets the alert once, and the fake never
 // sees more than the quota allows since the start: a second's burst plus
 // 60 a second.
@@ -231,7 +241,7 @@ func TestFCMSharedQuotaNeverExceeded(t *testing.T) {
 	nats := natstest.Start(t)
 	for _, name := range []string{"a", "b"} {
 		e.start(nats.Conn(), replica{
-			Config: dispatcher.Config{Name: name},
+			Config: dispatcher.Config{Name: name, BatchSize: dispatcher.DefaultBatchSize},
 			FCM:    fcm.Config{Limiter: fcm.NewRedisLimiter(e.rdb, perMinute)},
 		})
 	}
