@@ -330,6 +330,23 @@ func collapseIDs(f *fcmtest.Server) []string {
 	return out
 }
 
+// settled waits until read has not changed for half a second and
+// returns its value.
+func settled(t *testing.T, read func() int64) int64 {
+	t.Helper()
+	last, since := read(), time.Now()
+	poll.Until(t, 30*time.Second, func() error {
+		if n := read(); n != last {
+			last, since = n, time.Now()
+		}
+		if time.Since(since) < 500*time.Millisecond {
+			return fmt.Errorf("still changing: %d", last)
+		}
+		return nil
+	})
+	return last
+}
+
 // httpGet returns the status and body of GET url.
 func httpGet(url string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
