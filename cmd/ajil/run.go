@@ -46,6 +46,7 @@ func commands() []command {
 		{"devices", "register, remove and count devices through the API", runDevices},
 		{"endpoints", "manage partner webhook endpoints through the API", runEndpoints},
 		{"dlq", "list and replay dead letters", runDLQ},
+		{"bench", "measure the fan-out against a bare-client ceiling, in this process", runBench},
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package redisd runs a real redis-server process on a free loopback port,
 // for `ajil bench` and, through redistest, for the tests: persistence off,
-// a snapshot into its directory on Stop so that a restart keeps the data.
+// or only a snapshot on Stop so that a restart keeps the data.
 package redisd
 
 import (
@@ -36,6 +36,9 @@ type Config struct {
 	Dir string
 	// Port is the loopback port; 0 picks a free one.
 	Port int
+	// KeepData makes Stop save a snapshot into Dir, which the next Start
+	// loads, as a restarted production server keeps its data.
+	KeepData bool
 	// Output receives the server's log; nil discards it.
 	Output io.Writer
 	// StartTimeout bounds Start; DefaultStartTimeout when 0.
@@ -45,6 +48,7 @@ type Config struct {
 // Server is a running redis-server process.
 type Server struct {
 	port int
+	save bool
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
 }
@@ -94,7 +98,7 @@ func launch(ctx context.Context, cfg Config, port int) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
-	s := &Server{port: port, cmd: cmd, done: make(chan struct{})}
+	s := &Server{port: port, save: cfg.KeepData, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(s.done)
@@ -128,11 +132,15 @@ func (s *Server) Port() int { return s.port }
 // URL is a redis:// URL for the server.
 func (s *Server) URL() string { return "redis://" + s.Addr() }
 
-// Stop asks the server to save a snapshot and exit, and kills it if it
-// has not exited when ctx is done.
+// Stop asks the server to exit, saving a snapshot first with KeepData,
+// and kills it if it has not exited when ctx is done.
 func (s *Server) Stop(ctx context.Context) {
+	how := "NOSAVE"
+	if s.save {
+		how = "SAVE"
+	}
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
-	c.Do(ctx, "SHUTDOWN", "SAVE")
+	c.Do(ctx, "SHUTDOWN", how)
 	c.Close()
 	select {
 	case <-s.done:

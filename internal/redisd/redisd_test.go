@@ -2,6 +2,9 @@ package redisd_test
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +15,8 @@ import (
 )
 
 func TestStartStop(t *testing.T) {
-	s, err := redisd.Start(t.Context(), redisd.Config{Dir: t.TempDir()})
+	dir := t.TempDir()
+	s, err := redisd.Start(t.Context(), redisd.Config{Dir: dir})
 	switch {
 	case errors.Is(err, redisd.ErrNotInstalled):
 		t.Skip(err) // redistest's own tests fail without it under CI
@@ -27,6 +31,9 @@ func TestStartStop(t *testing.T) {
 	s.Stop(t.Context())
 	if err := c.Ping(t.Context()).Err(); err == nil {
 		t.Fatal("PING answered after Stop")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dump.rdb")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Stop without KeepData left a snapshot (%v)", err)
 	}
 }
 

@@ -58,7 +58,7 @@ func (s *Server) Client() *redis.Client {
 // directory, as a redis-server restarted by an operator would keep it.
 func (s *Server) Start() {
 	s.t.Helper()
-	srv, err := redisd.Start(context.WithoutCancel(s.t.Context()), redisd.Config{Dir: s.dir, Port: s.port, Output: &logWriter{t: s.t}})
+	srv, err := redisd.Start(context.WithoutCancel(s.t.Context()), redisd.Config{Dir: s.dir, Port: s.port, KeepData: true, Output: &logWriter{t: s.t}})
 	switch {
 	case errors.Is(err, redisd.ErrNotInstalled) && os.Getenv("CI") != "true":
 		s.t.Skipf("redistest: %v (./scripts/test does)", err)
