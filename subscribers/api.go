@@ -247,6 +247,9 @@ func decode(r *http.Request, v any, fields ...string) (map[string]bool, error) {
 		present[name] = true
 	}
 	for _, name := range slices.Sorted(maps.Keys(raw)) {
+		if name == "" {
+			return nil, &APIError{Code: CodeInvalidJSON, Message: fmt.Sprintf("the body has a member with an empty name; the fields are %s", strings.Join(fields, ", "))}
+		}
 		if !slices.Contains(fields, name) {
 			return nil, &APIError{Code: CodeInvalidField, Field: name, Message: fmt.Sprintf("is not a field here; the fields are %s", strings.Join(fields, ", "))}
 		}
