@@ -60,6 +60,7 @@ func runServe(ctx context.Context, args []string) error {
 		hookTimeout  = fs.Duration("webhook-timeout", webhook.DefaultTimeout, "deadline of one webhook attempt")
 		hookConnect  = fs.Duration("webhook-connect-timeout", webhook.DefaultConnectTimeout, "deadline to connect to a partner")
 		hookDisable  = fs.Duration("webhook-disable-after", webhook.DefaultDisableAfter, "disable an endpoint failing continuously this long")
+		regPrefix    = fs.String("registry-prefix", subscribers.DefaultPrefix, "`prefix` of the registry's Redis keys, to keep two registries apart in one Redis; keep its {hash tag} on Redis Cluster")
 	)
 	var fc fcmFlags
 	fc.register(fs)
@@ -135,7 +136,7 @@ func runServe(ctx context.Context, args []string) error {
 	log.Info("starting", "version", version, "roles", *roles, "stream_replicas", *replicas, "fcm", describeFCM(fcmCfg))
 	return runNode(ctx, nodeConfig{
 		api: api, dispatch: dispatch, listen: *listen, keys: keys,
-		registry:     subscribers.Config{AllowHTTP: *allowHTTP, AllowPrivate: *allowPrivate},
+		registry:     subscribers.Config{Prefix: *regPrefix, AllowHTTP: *allowHTTP, AllowPrivate: *allowPrivate},
 		dispatcher:   dispatcher.Config{FCMMode: fc.mode(), DuplicateWindow: *dupWindow},
 		fcm:          fcmCfg,
 		fcmPerMinute: fc.perMinute,
