@@ -170,7 +170,19 @@ func (d *Dispatcher) handleHook(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	log := d.log.With("alert_id", a.ID, "endpoint_id", it.Endpoint)
+	// The endpoint and the delivery's state are read at once: both are on
+	// the way of every webhook.
+	type hookState struct {
+		state string
+		err   error
+	}
+	states := make(chan hookState, 1)
+	go func() {
+		state, err := d.store.rdb.HGet(ctx, hooksKey(a.ID), it.Endpoint).Result()
+		states <- hookState{state, err}
+	}()
 	ep, err := d.eps.Endpoint(ctx, it.Endpoint)
+	st := <-states
 	switch {
 	case errors.Is(err, subscribers.ErrNotFound):
 		log.Info("endpoint deleted; delivery dropped")
@@ -185,12 +197,11 @@ func (d *Dispatcher) handleHook(ctx context.Context, msg jetstream.Msg) {
 		d.hookDead(ctx, msg, a, ep.ID, "endpoint disabled: "+ep.DisabledReason)
 		return
 	}
-	state, err := d.store.rdb.HGet(ctx, hooksKey(a.ID), ep.ID).Result()
-	if err != nil && !isNil(err) {
+	if st.err != nil && !isNil(st.err) {
 		msg.NakWithDelay(d.cfg.RetryDelay)
 		return
 	}
-	if state == hookDelivered && !it.Replay {
+	if st.state == hookDelivered && !it.Replay {
 		msg.Ack()
 		return
 	}
@@ -244,12 +255,11 @@ func (d *Dispatcher) handleHook(ctx context.Context, msg jetstream.Msg) {
 	}
 	switch res.Outcome {
 	case webhook.Delivered:
-		d.store.rdb.HSet(ctx, hooksKey(a.ID), ep.ID, hookDelivered)
-		if d.attempts != nil {
-			d.attempts.Succeeded(ctx, ep.ID)
+		if first, err := d.store.hookDelivered(ctx, a.ID, ep.ID, now); err != nil {
+			log.Warn("record delivery failed", "err", err)
+		} else if first {
+			d.metrics.PublishToFirst.Observe(now.Sub(a.CreatedAt).Seconds())
 		}
-		d.store.addCounts(ctx, a.ID, map[string]int64{"delivered": 1})
-		d.firstSend(ctx, a)
 		msg.Ack()
 		d.publishStatus(ctx, a.ID)
 	case webhook.Gone:

@@ -104,13 +104,16 @@ func (d *Dispatcher) plan(ctx context.Context, msg jetstream.Msg, a alert.Alert)
 	if keep < d.cfg.Keep {
 		keep = d.cfg.Keep
 	}
-	if err := d.store.begin(ctx, a.ID, map[string]any{
+	// Only a new story is checked for duplicates; the claim is harmless
+	// when this turns out to be a redelivery, as its owner is this alert.
+	var fp string
+	if a.Kind == alert.KindPublished && !a.Force {
+		fp = alert.Fingerprint(a.Lang, a.Headline)
+	}
+	state, cp, owner, err := d.store.begin(ctx, a.ID, map[string]any{
 		"state": statePlanning, "kind": string(a.Kind), "ref": a.Ref, "lang": a.Lang,
 		"topics": joinTopics(a.Topics), "created_at": a.CreatedAt.Format(time.RFC3339Nano),
-	}, keep); err != nil {
-		return err
-	}
-	state, cp, err := d.store.alertState(ctx, a.ID)
+	}, keep, fp, d.cfg.DuplicateWindow)
 	if err != nil {
 		return err
 	}
@@ -118,21 +121,14 @@ func (d *Dispatcher) plan(ctx context.Context, msg jetstream.Msg, a alert.Alert)
 		log.Debug("alert already planned", "state", state)
 		return nil
 	}
-
-	if a.Kind == alert.KindPublished && !a.Force {
-		owner, err := d.store.claimFingerprint(ctx, alert.Fingerprint(a.Lang, a.Headline), a.ID, d.cfg.DuplicateWindow)
-		if err != nil {
+	if fp != "" && owner != a.ID {
+		log.Info("suppressed duplicate story", "duplicate_of", owner)
+		d.metrics.AlertsSuppressed.Inc()
+		if err := d.store.setFields(ctx, a.ID, "state", stateSuppressed, "duplicate_of", owner); err != nil {
 			return err
 		}
-		if owner != a.ID {
-			log.Info("suppressed duplicate story", "duplicate_of", owner)
-			d.metrics.AlertsSuppressed.Inc()
-			if err := d.store.setFields(ctx, a.ID, "state", stateSuppressed, "duplicate_of", owner); err != nil {
-				return err
-			}
-			d.publishStatus(ctx, a.ID)
-			return nil
-		}
+		d.publishStatus(ctx, a.ID)
+		return nil
 	}
 	if a.Expired(now) {
 		log.Warn("alert expired before planning; not sent", "expired_at", a.ExpiresAt())

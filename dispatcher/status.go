@@ -14,13 +14,12 @@ import (
 
 // Status returns the progress of alert id from Redis.
 func (d *Dispatcher) Status(ctx context.Context, id string) (alert.Status, error) {
-	m, err := d.store.summary(ctx, id)
+	m, items, err := d.store.progress(ctx, id)
 	if err != nil {
 		return alert.Status{}, err
 	}
 	n := func(k string) int64 { v, _ := strconv.ParseInt(m[k], 10, 64); return v }
 	t := func(k string) time.Time { v, _ := time.Parse(time.RFC3339Nano, m[k]); return v }
-	items, _ := d.store.rdb.SCard(ctx, itemsKey(id)).Result()
 	return alert.Status{
 		ID: id, Kind: alert.Kind(m["kind"]), State: m["state"], DuplicateOf: m["duplicate_of"],
 		Items: int(n("items")), ItemsDone: int(items), Devices: n("devices"), Sent: n("sent"),

@@ -41,16 +41,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
 `)
 
-// claimFingerprint records id as the alert that carries fingerprint fp for
-// window and returns the ID that owns it: id itself, or the earlier alert's.
-func (s *store) claimFingerprint(ctx context.Context, fp, id string, window time.Duration) (string, error) {
-	owner, err := claimScript.Run(ctx, s.rdb, []string{fingerprintKey(fp)}, id, window.Milliseconds()).Text()
-	if err != nil {
-		return "", s.fail("claim fingerprint", err)
-	}
-	return owner, nil
-}
-
 // Mark states returned by claimMarks, one per token.
 const (
 	markClaimed = 0 // this attempt owns the token: send it
@@ -165,28 +155,33 @@ type planCheckpoint struct {
 	Cursor uint64
 }
 
-// alertState reads the state and plan checkpoint of an alert.
-func (s *store) alertState(ctx context.Context, id string) (string, planCheckpoint, error) {
-	vals, err := s.rdb.HMGet(ctx, alertKey(id), "state", "plan_items", "plan_topic", "plan_cursor").Result()
-	if err != nil {
-		return "", planCheckpoint{}, s.fail("read alert state", err)
-	}
-	str := func(v any) string { s, _ := v.(string); return s }
-	num := func(v any) uint64 { n, _ := strconv.ParseUint(str(v), 10, 64); return n }
-	return str(vals[0]), planCheckpoint{Items: int(num(vals[1])), Topic: int(num(vals[2])), Cursor: num(vals[3])}, nil
-}
-
-// begin records a new alert's metadata unless it is already known.
-func (s *store) begin(ctx context.Context, id string, fields map[string]any, keep time.Duration) error {
-	pipe := s.rdb.TxPipeline()
+// begin records a new alert's metadata unless it is already known, reads
+// its state and plan checkpoint and, when fp is not empty, claims that
+// fingerprint for window, returning the alert that owns it (this one or
+// an earlier one with the same story): one round trip, as this
+// is on the way of every alert's first delivery.
+func (s *store) begin(ctx context.Context, id string, fields map[string]any, keep time.Duration, fp string, window time.Duration) (state string, cp planCheckpoint, owner string, err error) {
+	pipe := s.rdb.Pipeline()
 	for k, v := range fields {
 		pipe.HSetNX(ctx, alertKey(id), k, v)
 	}
 	pipe.PExpire(ctx, alertKey(id), keep)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return s.fail("record alert", err)
+	get := pipe.HMGet(ctx, alertKey(id), "state", "plan_items", "plan_topic", "plan_cursor")
+	var claim *redis.Cmd
+	if fp != "" {
+		claim = claimScript.Eval(ctx, pipe, []string{fingerprintKey(fp)}, id, window.Milliseconds())
 	}
-	return nil
+	if _, err := pipe.Exec(ctx); err != nil {
+		return "", planCheckpoint{}, "", s.fail("record alert", err)
+	}
+	vals := get.Val()
+	str := func(v any) string { s, _ := v.(string); return s }
+	num := func(v any) uint64 { n, _ := strconv.ParseUint(str(v), 10, 64); return n }
+	cp = planCheckpoint{Items: int(num(vals[1])), Topic: int(num(vals[2])), Cursor: num(vals[3])}
+	if claim != nil {
+		owner = str(claim.Val())
+	}
+	return str(vals[0]), cp, owner, nil
 }
 
 func (s *store) setFields(ctx context.Context, id string, fields ...any) error {
@@ -211,6 +206,20 @@ func (s *store) addCounts(ctx context.Context, id string, counts map[string]int6
 		return s.fail("count deliveries", err)
 	}
 	return nil
+}
+
+// hookDelivered records the delivery of alert id to an endpoint and counts
+// it, in one round trip; it reports whether this was the alert's first
+// send of any kind.
+func (s *store) hookDelivered(ctx context.Context, id, endpointID string, now time.Time) (first bool, err error) {
+	pipe := s.rdb.Pipeline()
+	pipe.HSet(ctx, hooksKey(id), endpointID, hookDelivered)
+	pipe.HIncrBy(ctx, alertKey(id), "delivered", 1)
+	firstSet := pipe.HSetNX(ctx, alertKey(id), "first_sent_at", now.UTC().Format(time.RFC3339Nano))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, s.fail("record webhook delivery", err)
+	}
+	return firstSet.Val(), nil
 }
 
 // finishScript records work item ARGV[1] as finished and, when planning is
@@ -251,6 +260,22 @@ func (s *store) summary(ctx context.Context, id string) (map[string]string, erro
 		return nil, errUnknownAlert
 	}
 	return m, nil
+}
+
+// progress returns every field of the alert hash and how many of its work
+// items have finished, in one round trip: it is read for every status
+// event.
+func (s *store) progress(ctx context.Context, id string) (map[string]string, int64, error) {
+	pipe := s.rdb.Pipeline()
+	all := pipe.HGetAll(ctx, alertKey(id))
+	items := pipe.SCard(ctx, itemsKey(id))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, s.fail("read alert summary", err)
+	}
+	if len(all.Val()) == 0 {
+		return nil, 0, errUnknownAlert
+	}
+	return all.Val(), items.Val(), nil
 }
 
 var errUnknownAlert = errors.New("unknown alert")

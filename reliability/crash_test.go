@@ -16,7 +16,7 @@ import (
 
 // A dispatcher process (`ajil serve --roles dispatcher`, production
 // settings but for the send deadline) is killed with SIGKILL a few seconds
-// into a fan-out to 10,000 devices; a second process finishes it. No
+// into a fan-out to 20,000 devices; a second process finishes it. No
 // device misses the alert. The only repeats are devices of the work items
 // that were being sent at the kill (at most Concurrency items of 500),
 // never more than the pushes the killed process had sent, and every
@@ -31,7 +31,7 @@ import (
 // do with the kill, so the processes run with --fcm-send-timeout 40s.
 func TestDispatcherKilledMidFanout(t *testing.T) {
 	t.Parallel()
-	const devices = 10_000
+	const devices = 20_000
 	e := newEnv(t, fcmtest.WithLatency(50*time.Millisecond))
 	ns := natstest.Start(t)
 	tokens := e.devices("k", devices, "breaking", "ar")
@@ -51,7 +51,7 @@ func TestDispatcherKilledMidFanout(t *testing.T) {
 	// What the killed process had handed to FCM still arrives.
 	sentByKilled := settled(t, e.fcm.Sent)
 	e.serve(ns.URL(), flags...)
-	st := waitState(t, ns.Conn(), a.ID, "done", 3*dispatcher.DefaultAckWait)
+	st := waitState(t, ns.Conn(), a.ID, "done", 4*dispatcher.DefaultAckWait)
 	c := count(e.fcm, tokens, 1)
 	ids := collapseIDs(e.fcm)
 	t.Logf("SIGKILL after %d of %d sent (%d more in flight at FCM); second process done %s after the kill: %s; status items %d sent %d failed %d",

@@ -57,7 +57,8 @@ func attemptsKey(endpointID string) string { return "ajil:webhook:attempts:{" + 
 func failingKey(endpointID string) string  { return "ajil:webhook:failing:{" + endpointID + "}" }
 
 // Record adds at to the front of the endpoint's log and drops the oldest
-// beyond the limit, in one transaction.
+// beyond the limit, in one transaction; a delivered attempt also clears
+// the failure mark, as Succeeded does.
 func (l *AttemptLog) Record(ctx context.Context, endpointID string, at Attempt) error {
 	b, err := json.Marshal(at)
 	if err != nil {
@@ -68,6 +69,9 @@ func (l *AttemptLog) Record(ctx context.Context, endpointID string, at Attempt) 
 		p.LPush(ctx, key, b)
 		p.LTrim(ctx, key, 0, int64(l.keep-1))
 		p.Expire(ctx, key, LogTTL)
+		if at.Outcome == Delivered {
+			p.Del(ctx, failingKey(endpointID))
+		}
 		return nil
 	})
 	if err != nil {
