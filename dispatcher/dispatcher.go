@@ -197,6 +197,7 @@ type Dispatcher struct {
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	now      func() time.Time
+	status   *statusGate
 }
 
 // New returns a dispatcher; Run starts it.
@@ -211,7 +212,7 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 	d := &Dispatcher{
 		cfg: cfg.withDefaults(), nc: deps.NATS, js: js, store: &store{rdb: deps.Redis, errors: deps.Metrics.RedisErrors},
 		reg: deps.Registry, push: deps.FCM, hooks: deps.Webhooks, attempts: deps.Attempts,
-		metrics: deps.Metrics, log: deps.Log, now: time.Now,
+		metrics: deps.Metrics, log: deps.Log, now: time.Now, status: &statusGate{last: make(map[string]time.Time)},
 	}
 	if deps.Webhooks != nil {
 		d.eps = deps.Registry

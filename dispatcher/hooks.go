@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -247,21 +248,18 @@ func (d *Dispatcher) handleHook(ctx context.Context, msg jetstream.Msg) {
 	if res.Err != nil {
 		errText = res.Err.Error()
 	}
+	at := webhook.Attempt{At: now, MsgID: msgID, AlertID: a.ID, Attempt: attempt,
+		Status: res.Status, Latency: res.Latency, Outcome: res.Outcome, Error: errText}
+	if res.Outcome == webhook.Delivered {
+		d.hookDelivered(ctx, log, msg, a, ep.ID, at)
+		return
+	}
 	if d.attempts != nil {
-		if err := d.attempts.Record(ctx, ep.ID, webhook.Attempt{At: now, MsgID: msgID, AlertID: a.ID, Attempt: attempt,
-			Status: res.Status, Latency: res.Latency, Outcome: res.Outcome, Error: errText}); err != nil {
+		if err := d.attempts.Record(ctx, ep.ID, at); err != nil {
 			log.Warn("record attempt failed", "err", err)
 		}
 	}
 	switch res.Outcome {
-	case webhook.Delivered:
-		if first, err := d.store.hookDelivered(ctx, a.ID, ep.ID, now); err != nil {
-			log.Warn("record delivery failed", "err", err)
-		} else if first {
-			d.metrics.PublishToFirst.Observe(now.Sub(a.CreatedAt).Seconds())
-		}
-		msg.Ack()
-		d.publishStatus(ctx, a.ID)
 	case webhook.Gone:
 		reason := fmt.Sprintf("endpoint answered %d Gone", res.Status)
 		if _, err := d.eps.DisableEndpoint(ctx, ep.ID, reason); err != nil {
@@ -273,6 +271,31 @@ func (d *Dispatcher) handleHook(ctx context.Context, msg jetstream.Msg) {
 		d.hookDead(ctx, msg, a, ep.ID, fmt.Sprintf("%s (status %d): %s", res.Outcome, res.Status, errText))
 	default:
 		d.hookRetry(ctx, msg, a, ep, attempt, res, errText)
+	}
+}
+
+// hookDelivered records a delivered attempt, marks the delivery done and
+// counts it, in one round trip as it is the common case, then acknowledges
+// the work item.
+func (d *Dispatcher) hookDelivered(ctx context.Context, log *slog.Logger, msg jetstream.Msg, a alert.Alert, endpointID string, at webhook.Attempt) {
+	pipe := d.store.rdb.Pipeline()
+	if d.attempts != nil {
+		if err := d.attempts.Queue(ctx, pipe, endpointID, at); err != nil {
+			log.Warn("record attempt failed", "err", err)
+		}
+	}
+	rec := queueHookDelivered(ctx, pipe, a.ID, endpointID, at.At)
+	// redis.Nil is the count of deliveries not yet written by planning.
+	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
+		d.store.errors.Inc()
+		log.Warn("record delivery failed", "err", err)
+	}
+	if rec.first.Val() {
+		d.metrics.PublishToFirst.Observe(at.At.Sub(a.CreatedAt).Seconds())
+	}
+	msg.Ack()
+	if d.status.due(a.ID, at.At, rec.delivered.Val() == rec.planned()) {
+		d.publishStatus(ctx, a.ID)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/ajil-news/ajil/alert"
 	"github.com/ajil-news/ajil/dispatcher"
 	"github.com/ajil-news/ajil/dispatcher/webhook"
@@ -232,4 +234,48 @@ func TestWebhookHangingEndpointDelaysNobody(t *testing.T) {
 		t.Fatalf("99 healthy endpoints took %s next to a hanging one; want under 1s", el)
 	}
 	_ = a
+}
+
+// A fan-out to many partners does not send a status event per delivery,
+// yet the last event shows every one delivered: what `ajil publish --wait`
+// and `ajil status` followers see.
+func TestWebhookStatusEventsCoalesced(t *testing.T) {
+	const endpoints = 100
+	w := newHookWorld(t)
+	w.start(dispatcher.Config{})
+	receivers := make([]*hooktest.Receiver, endpoints)
+	for i := range receivers {
+		receivers[i] = hooktest.Start(t)
+		w.endpoint(receivers[i], subscribers.Filter{})
+	}
+	a := alert.Alert{Headline: "عاجل: خبر يصل إلى مئة شريك"}.WithDefaults(time.Now())
+	events := make(chan *nats.Msg, 4*endpoints)
+	sub, err := w.nc.ChanSubscribe(alert.StatusSubject(a.ID), events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	w.publish(a)
+
+	var n int
+	var last alert.Status
+	deadline := time.After(30 * time.Second)
+	for last.Delivered < endpoints {
+		select {
+		case m := <-events:
+			n++
+			if err := json.Unmarshal(m.Data, &last); err != nil {
+				t.Fatalf("status event %s: %v", m.Data, err)
+			}
+		case <-deadline:
+			t.Fatalf("after %d events the last says %d of %d delivered", n, last.Delivered, endpoints)
+		}
+	}
+	if last.Webhooks != endpoints {
+		t.Errorf("last event: %d webhooks planned, want %d", last.Webhooks, endpoints)
+	}
+	if n >= endpoints/2 {
+		t.Errorf("%d status events for %d deliveries; want them coalesced", n, endpoints)
+	}
+	t.Logf("%d status events for %d deliveries", n, endpoints)
 }

@@ -5,12 +5,54 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/ajil-news/ajil/alert"
 )
+
+const (
+	// statusEvery spaces out the status events of one alert's webhook
+	// deliveries: ten a second keep a progress bar live, where a thousand
+	// partners would otherwise cost a thousand summary reads and events.
+	statusEvery = 100 * time.Millisecond
+	// statusGateSize is how many alerts the gate remembers before it
+	// forgets those that went quiet.
+	statusGateSize = 1024
+)
+
+// statusGate decides which webhook deliveries publish a status event: the
+// first of an alert, then at most one per statusEvery, and always the
+// last. A skipped event loses nothing: followers also poll the status.
+type statusGate struct {
+	mu   sync.Mutex
+	last map[string]time.Time // alert ID -> its last event
+}
+
+// due reports whether a delivery of alert id at now publishes an event;
+// final marks the alert's last planned delivery.
+func (g *statusGate) due(id string, now time.Time, final bool) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if final {
+		delete(g.last, id)
+		return true
+	}
+	if t, ok := g.last[id]; ok && now.Sub(t) < statusEvery {
+		return false
+	}
+	if len(g.last) >= statusGateSize {
+		for k, t := range g.last {
+			if now.Sub(t) >= statusEvery {
+				delete(g.last, k)
+			}
+		}
+	}
+	g.last[id] = now
+	return true
+}
 
 // Status returns the progress of alert id from Redis.
 func (d *Dispatcher) Status(ctx context.Context, id string) (alert.Status, error) {

@@ -208,18 +208,27 @@ func (s *store) addCounts(ctx context.Context, id string, counts map[string]int6
 	return nil
 }
 
-// hookDelivered records the delivery of alert id to an endpoint and counts
-// it, in one round trip; it reports whether this was the alert's first
-// send of any kind.
-func (s *store) hookDelivered(ctx context.Context, id, endpointID string, now time.Time) (first bool, err error) {
-	pipe := s.rdb.Pipeline()
-	pipe.HSet(ctx, hooksKey(id), endpointID, hookDelivered)
-	pipe.HIncrBy(ctx, alertKey(id), "delivered", 1)
-	firstSet := pipe.HSetNX(ctx, alertKey(id), "first_sent_at", now.UTC().Format(time.RFC3339Nano))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, s.fail("record webhook delivery", err)
+// hookRecord is the answer to queueHookDelivered.
+type hookRecord struct {
+	delivered *redis.IntCmd    // deliveries of the alert so far
+	webhooks  *redis.StringCmd // deliveries planned
+	first     *redis.BoolCmd   // whether this was the alert's first send
+}
+
+func (r hookRecord) planned() int64 {
+	n, _ := strconv.ParseInt(r.webhooks.Val(), 10, 64)
+	return n
+}
+
+// queueHookDelivered adds to p the commands recording the delivery of
+// alert id to an endpoint and counting it.
+func queueHookDelivered(ctx context.Context, p redis.Pipeliner, id, endpointID string, now time.Time) hookRecord {
+	p.HSet(ctx, hooksKey(id), endpointID, hookDelivered)
+	return hookRecord{
+		delivered: p.HIncrBy(ctx, alertKey(id), "delivered", 1),
+		webhooks:  p.HGet(ctx, alertKey(id), "webhooks"),
+		first:     p.HSetNX(ctx, alertKey(id), "first_sent_at", now.UTC().Format(time.RFC3339Nano)),
 	}
-	return firstSet.Val(), nil
 }
 
 // finishScript records work item ARGV[1] as finished and, when planning is

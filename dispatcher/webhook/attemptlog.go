@@ -60,22 +60,28 @@ func failingKey(endpointID string) string  { return "ajil:webhook:failing:{" + e
 // beyond the limit, in one transaction; a delivered attempt also clears
 // the failure mark, as Succeeded does.
 func (l *AttemptLog) Record(ctx context.Context, endpointID string, at Attempt) error {
+	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		return l.Queue(ctx, p, endpointID, at)
+	})
+	if err != nil {
+		return fmt.Errorf("webhook log: record attempt for endpoint %s: %w", endpointID, err)
+	}
+	return nil
+}
+
+// Queue adds Record's commands to p, so that a caller recording more
+// about the same delivery spends one round trip on it all.
+func (l *AttemptLog) Queue(ctx context.Context, p redis.Pipeliner, endpointID string, at Attempt) error {
 	b, err := json.Marshal(at)
 	if err != nil {
 		return fmt.Errorf("webhook log: encode attempt: %w", err)
 	}
 	key := attemptsKey(endpointID)
-	_, err = l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, key, b)
-		p.LTrim(ctx, key, 0, int64(l.keep-1))
-		p.Expire(ctx, key, LogTTL)
-		if at.Outcome == Delivered {
-			p.Del(ctx, failingKey(endpointID))
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("webhook log: record attempt for endpoint %s: %w", endpointID, err)
+	p.LPush(ctx, key, b)
+	p.LTrim(ctx, key, 0, int64(l.keep-1))
+	p.Expire(ctx, key, LogTTL)
+	if at.Outcome == Delivered {
+		p.Del(ctx, failingKey(endpointID))
 	}
 	return nil
 }
