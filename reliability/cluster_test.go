@@ -3,6 +3,7 @@ package reliability_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"strings"
@@ -21,13 +22,15 @@ import (
 
 // Sizes of the cluster scenario. The issue asks for 10,000 devices; the
 // fake FCM answers a few hundred messages a second under -race on two
-// shared cores, so 100 alerts reach 150 devices each (15,000 pushes) to
-// keep the scenario near a minute.
+// shared cores, so the suite sends 100 alerts to 150 devices each (15,000
+// pushes) to keep the scenario near a minute. -cluster-devices runs it at
+// full size, without -race (RELIABILITY.md).
 const (
 	clusterAlerts    = 100
-	clusterDevices   = 150
 	clusterEndpoints = 20
 )
+
+var clusterDevices = flag.Int("cluster-devices", 150, "devices of TestNATSClusterLeaderKilled")
 
 // A three-node NATS cluster with R3 streams, two dispatcher replicas on
 // different nodes, and `ajil serve --roles api` on the cluster. An editor
@@ -47,7 +50,7 @@ func TestNATSClusterLeaderKilled(t *testing.T) {
 		e.start(c.Conn(i), replica{Config: dispatcher.Config{Name: name, Replicas: 3}, Hooks: hooks})
 	}
 	_, api := e.serve(c.URLs(2), "--roles", "api", "--stream-replicas", "3", "--allow-private-webhooks", "--allow-http-webhooks")
-	tokens := e.devices("c", clusterDevices, "breaking", "ar")
+	tokens := e.devices("c", *clusterDevices, "breaking", "ar")
 	var partners []*hooktest.Receiver
 	for range clusterEndpoints {
 		r := hooktest.Start(t)
@@ -86,7 +89,8 @@ func TestNATSClusterLeaderKilled(t *testing.T) {
 	c.WaitStreamCurrent(publisher.DefaultStream, 30*time.Second)
 
 	nc := c.Conn(2)
-	poll.Until(t, 3*time.Minute, func() error {
+	// A minute more for each 100,000 pushes, for full-size runs.
+	poll.Until(t, 3*time.Minute+time.Duration(clusterAlerts**clusterDevices/100_000)*time.Minute, func() error {
 		for _, id := range ids {
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 			st, err := publisher.QueryStatus(ctx, nc, id)
@@ -140,7 +144,7 @@ func TestNATSClusterLeaderKilled(t *testing.T) {
 	}
 	t.Logf("3-node cluster, ALERTS leader (node %d) killed after %d alerts and restarted after %d; %d publishes retried; "+
 		"%d alerts x %d devices: %d pushes missed, %d repeated; x %d endpoints: %d webhooks missed, %d repeated",
-		killed, clusterAlerts/3, 2*clusterAlerts/3, retried, clusterAlerts, clusterDevices, missed, dups, clusterEndpoints, hookMissed, hookDups)
+		killed, clusterAlerts/3, 2*clusterAlerts/3, retried, clusterAlerts, *clusterDevices, missed, dups, clusterEndpoints, hookMissed, hookDups)
 	if missed != 0 || hookMissed != 0 {
 		t.Fatalf("%d pushes and %d webhooks missed", missed, hookMissed)
 	}
