@@ -37,6 +37,16 @@ type apiEnv struct {
 func newAPIEnv(t testing.TB, cfg subscribers.Config, apiCfg subscribers.APIConfig) *apiEnv {
 	t.Helper()
 	reg, srv, _ := newRegistry(t, cfg)
+	logs := &syncBuffer{}
+	api := subscribers.NewAPI(reg, parseTestKeys(t), apiCfg, slog.New(slog.NewTextHandler(logs, nil)))
+	ts := httptest.NewServer(api)
+	t.Cleanup(ts.Close)
+	return &apiEnv{url: ts.URL, reg: reg, redis: srv, logs: logs}
+}
+
+// parseTestKeys admits testKeys.
+func parseTestKeys(t testing.TB) *subscribers.Keys {
+	t.Helper()
 	var spec []string
 	for role, key := range testKeys {
 		spec = append(spec, role+":"+key)
@@ -45,11 +55,7 @@ func newAPIEnv(t testing.TB, cfg subscribers.Config, apiCfg subscribers.APIConfi
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	api := subscribers.NewAPI(reg, keys, apiCfg, slog.New(slog.NewTextHandler(logs, nil)))
-	ts := httptest.NewServer(api)
-	t.Cleanup(ts.Close)
-	return &apiEnv{url: ts.URL, reg: reg, redis: srv, logs: logs}
+	return keys
 }
 
 type response struct {

@@ -50,16 +50,8 @@ func FuzzAPIRequest(f *testing.F) {
 	f.Add(uint8(2), "ep_missing", []byte(`{"url":null}`))
 
 	reg, _, _ := newRegistry(f, subscribers.Config{AllowHTTP: true, AllowPrivate: true})
-	var spec []string
-	for role, key := range testKeys {
-		spec = append(spec, role+":"+key)
-	}
-	keys, err := subscribers.ParseKeys(strings.Join(spec, ","))
-	if err != nil {
-		f.Fatal(err)
-	}
 	logs := &syncBuffer{}
-	api := subscribers.NewAPI(reg, keys, subscribers.APIConfig{RateLimit: rate.Inf}, slog.New(slog.NewTextHandler(logs, nil)))
+	api := subscribers.NewAPI(reg, parseTestKeys(f), subscribers.APIConfig{RateLimit: rate.Inf}, slog.New(slog.NewTextHandler(logs, nil)))
 	existing, err := reg.CreateEndpoint(f.Context(), subscribers.EndpointSpec{URL: "https://partner.example/fuzz"})
 	if err != nil {
 		f.Fatal(err)
