@@ -484,6 +484,10 @@ func benchFCM(ctx context.Context, args []string, st streams) error {
 	}
 	fmt.Fprintf(out, "ajil          %d messages in %s: %.0f msgs/s, %.2f CPU cores (ajil serve --roles dispatcher; publish to status done)\n",
 		n, ajilWall.Round(time.Millisecond), float64(n)/ajilWall.Seconds(), ajilCPU)
+	// SAMPLES 0 counts every field, as an operator sizing Redis would.
+	if marks, err := sys.rdb.MemoryUsage(ctx, dispatcher.MarksKey(a.ID), 0).Result(); err == nil {
+		fmt.Fprintf(out, "marks         %s of delivery marks in Redis (%d bytes a device), kept until the alert expires\n", mb(marks), marks/int64(n))
+	}
 
 	client, err := sdkClient(ctx, fake)
 	if err != nil {
