@@ -38,6 +38,7 @@ import (
 	"github.com/ajil-news/ajil/dispatcher/fcm"
 	"github.com/ajil-news/ajil/dispatcher/webhook"
 	"github.com/ajil-news/ajil/internal/fcmtest"
+	"github.com/ajil-news/ajil/internal/hooktest"
 	"github.com/ajil-news/ajil/internal/natsd"
 	"github.com/ajil-news/ajil/internal/redisd"
 	"github.com/ajil-news/ajil/publisher"
@@ -884,7 +885,8 @@ func bareHooks(ctx context.Context, client *http.Client, a alert.Alert, eps []su
 	for range concurrency {
 		wg.Go(func() {
 			for ep := range next {
-				if err := postSigned(ctx, client, ep, a.ID, body); err != nil {
+				d := webhook.Delivery{URL: ep.URL, Secrets: ep.SigningSecrets(time.Now()), MsgID: webhook.MessageID(a.ID, ep.ID), Body: body}
+				if err := hooktest.Post(ctx, client, d); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -904,36 +906,6 @@ func bareHooks(ctx context.Context, client *http.Client, a alert.Alert, eps []su
 	default:
 		return nil
 	}
-}
-
-// postSigned posts one Standard Webhooks request, as the sender would.
-func postSigned(ctx context.Context, client *http.Client, ep subscribers.Endpoint, alertID string, body []byte) error {
-	now := time.Now()
-	msgID := webhook.MessageID(alertID, ep.ID)
-	sig, err := webhook.Sign(ep.SigningSecrets(now), msgID, now, body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header = http.Header{
-		"Content-Type":      {"application/json"},
-		"Webhook-Id":        {msgID},
-		"Webhook-Timestamp": {strconv.FormatInt(now.Unix(), 10)},
-		"Webhook-Signature": {sig},
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: %s", ep.URL, resp.Status)
-	}
-	return nil
 }
 
 // hookLatency publishes alerts one after another, each once the previous

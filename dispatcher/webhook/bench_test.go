@@ -1,18 +1,17 @@
 package webhook_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ajil-news/ajil/dispatcher/webhook"
+	"github.com/ajil-news/ajil/internal/hooktest"
 )
 
 // BenchmarkDeliver1000Endpoints delivers one alert to 1,000 endpoints, 32
@@ -64,31 +63,7 @@ func BenchmarkDeliver1000Endpoints(b *testing.B) {
 
 	bare := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: concurrency}}
 	b.Cleanup(bare.CloseIdleConnections)
-	viaBare := func(d webhook.Delivery) error {
-		now := time.Now()
-		sig, err := webhook.Sign(d.Secrets, d.MsgID, now, d.Body)
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(b.Context(), http.MethodPost, d.URL, bytes.NewReader(d.Body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("webhook-id", d.MsgID)
-		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-		req.Header.Set("webhook-signature", sig)
-		resp, err := bare.Do(req)
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("%s: %s", d.URL, resp.Status)
-		}
-		return nil
-	}
+	viaBare := func(d webhook.Delivery) error { return hooktest.Post(b.Context(), bare, d) }
 
 	// fanOut delivers the alert to every endpoint and returns how long it took.
 	fanOut := func(deliver func(webhook.Delivery) error) time.Duration {
