@@ -58,7 +58,7 @@ func failingKey(endpointID string) string  { return "ajil:webhook:failing:{" + e
 
 // Record adds at to the front of the endpoint's log and drops the oldest
 // beyond the limit, in one transaction; a delivered attempt also clears
-// the failure mark, as Succeeded does.
+// the failure mark, so that the next failure starts a new count.
 func (l *AttemptLog) Record(ctx context.Context, endpointID string, at Attempt) error {
 	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		return l.Queue(ctx, p, endpointID, at)
@@ -128,13 +128,4 @@ func (l *AttemptLog) Failing(ctx context.Context, endpointID string, now time.Ti
 		return time.Time{}, fmt.Errorf("webhook log: endpoint %s: undecodable failure mark: %w", endpointID, err)
 	}
 	return since, nil
-}
-
-// Succeeded clears the endpoint's failure mark: the next failure starts a
-// new count.
-func (l *AttemptLog) Succeeded(ctx context.Context, endpointID string) error {
-	if err := l.rdb.Del(ctx, failingKey(endpointID)).Err(); err != nil {
-		return fmt.Errorf("webhook log: clear endpoint %s failure mark: %w", endpointID, err)
-	}
-	return nil
 }

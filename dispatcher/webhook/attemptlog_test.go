@@ -122,15 +122,16 @@ func TestFailing(t *testing.T) {
 		t.Fatalf("a day of failures: since %s, %s ago; want the caller to see %s", s, late.Sub(s), disableAfter)
 	}
 
-	if err := log.Succeeded(ctx, "ep_1"); err != nil {
+	delivered := webhook.Attempt{At: t0.Add(24 * time.Hour), MsgID: "msg_1", AlertID: "a1", Attempt: 9, Status: 200, Outcome: webhook.Delivered}
+	if err := log.Record(ctx, "ep_1", delivered); err != nil {
 		t.Fatal(err)
 	}
 	restart := t0.Add(25 * time.Hour)
 	if s := since("ep_1", restart); !s.Equal(restart) {
 		t.Fatalf("failure after a success: since %s, want a new count from %s", s, restart)
 	}
-	if err := log.Succeeded(ctx, "ep_never_failed"); err != nil {
-		t.Fatalf("Succeeded without a mark: %v", err)
+	if err := log.Record(ctx, "ep_never_failed", delivered); err != nil {
+		t.Fatalf("a delivery without a failure mark: %v", err)
 	}
 	if ttl, err := rdb.TTL(ctx, "ajil:webhook:failing:{ep_1}").Result(); err != nil || ttl <= 0 {
 		t.Errorf("failure mark TTL %s (%v): a deleted endpoint's mark would stay forever", ttl, err)
