@@ -97,21 +97,35 @@ func (w *world) start(cfg dispatcher.Config) (stop func()) {
 	if err := d.EnsureStreams(w.t.Context()); err != nil {
 		w.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(w.t.Context())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, 2*time.Second) }()
+	stopRun := run(w.t, d, 2*time.Second)
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				w.t.Errorf("dispatcher: %v", err)
-			}
+			stopRun()
 			nc.Close()
 			ch.Close()
 		})
 	}
 	w.t.Cleanup(stop)
+	return stop
+}
+
+// run runs d with grace until the test ends or stop is called, failing
+// the test if Run returns an error.
+func run(t *testing.T, d *dispatcher.Dispatcher, grace time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, grace) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("dispatcher: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	return stop
 }
 

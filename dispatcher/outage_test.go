@@ -1,7 +1,6 @@
 package dispatcher_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -35,10 +34,7 @@ func TestRedisOutageOutlastingRetryDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, time.Second) }()
-	t.Cleanup(func() { cancel(); <-done })
+	run(t, d, time.Second)
 	if err := d.EnsureStreams(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -35,10 +35,7 @@ func TestPanickingSendStopsItsKeepAlive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, time.Second) }()
-	t.Cleanup(func() { cancel(); <-done })
+	run(t, d, time.Second)
 	w.publish(alert.Alert{Headline: "خبر يصطدم بخلل في الإرسال"})
 	poll.Until(t, 20*time.Second, func() error {
 		if n := len(natstest.Messages(t.Context(), t, w.js, dispatcher.DefaultDeadStream)); n != 1 {
