@@ -15,21 +15,16 @@ import (
 var ajilBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ajil-reliability")
+	bin, remove, err := proctest.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	ajilBin, err = proctest.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	ajilBin = bin
 	// Every in-process dispatcher, server and client a scenario started
 	// must be gone when the suite ends.
 	goleak.VerifyTestMain(m, append(leakOptions(),
-		goleak.Cleanup(func(code int) { os.RemoveAll(dir); os.Exit(code) }))...)
+		goleak.Cleanup(func(code int) { remove(); os.Exit(code) }))...)
 }
 
 // leakOptions are the goroutines that may outlive a test or the suite.

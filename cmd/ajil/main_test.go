@@ -12,17 +12,13 @@ import (
 var ajilBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ajil-e2e")
+	bin, remove, err := proctest.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	ajilBin, err = proctest.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	ajilBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }

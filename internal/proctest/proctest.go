@@ -17,15 +17,22 @@ import (
 	"time"
 )
 
-// Build compiles the ajil command into dir and returns the binary's path.
-// Call it once from TestMain: linking takes seconds.
-func Build(dir string) (string, error) {
-	bin := filepath.Join(dir, "ajil")
+// Build compiles the ajil command into a new temporary directory and
+// returns the binary's path and a function that removes it. Call it once
+// from TestMain: linking takes seconds.
+func Build() (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "ajil-bin")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	bin = filepath.Join(dir, "ajil")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/ajil-news/ajil/cmd/ajil")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build ajil: %w\n%s", err, out)
+		remove()
+		return "", nil, fmt.Errorf("build ajil: %w\n%s", err, out)
 	}
-	return bin, nil
+	return bin, remove, nil
 }
 
 // Result is a finished command.
