@@ -92,8 +92,8 @@ type benchFlags struct {
 func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.redisURL, "redis-url", "", "use this Redis `URL` instead of starting redis-server (the benchmark's keys are deleted after)")
 	fs.BoolVar(&f.fsync, "fsync", false, "fsync every JetStream write, as ajil dev does; a production cluster keeps alerts by R3 replication and nats-server's default periodic sync")
-	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to `file`, for go tool pprof")
-	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile taken at the process's peak memory to `file`")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file`, for go tool pprof (bench fcm runs the dispatcher in a process of its own)")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile taken at this process's peak memory to `file`")
 }
 
 // start starts the system and the profiles the flags ask for; stop ends
